@@ -1,0 +1,45 @@
+# One task runner for developers, the README and CI.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export CODEX_SYS_BWRAP ?= bwrap
+
+.PHONY: setup system-deps protos protos-check lint typecheck test test-fast demo bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python  ## install the project and its development tools into .venv
+	$(BIN)/pip install -q -e '.[dev]'
+
+system-deps:  ## Debian packages the sandboxes and tests need (run as root)
+	bash scripts/install_system_deps.sh
+
+protos: setup  ## regenerate runner/_proto from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+protos-check: setup
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: setup
+	$(BIN)/ruff check runner agent tests bench scripts
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: system-deps setup protos-check lint typecheck  ## everything CI runs
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m 'not e2e'
+
+demo: system-deps setup  ## run the example task on the embedded runner
+	bash scripts/demo.sh
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
