@@ -170,6 +170,9 @@ class TaskRecord:
     artifacts: tuple[ArtifactRef, ...] = ()
     usage: TokenUsage = field(default_factory=TokenUsage)
     files_changed: int = 0
+    # Optional focus from the editor: workspace-relative paths and a "path:start-end" line range.
+    focus_paths: tuple[str, ...] = ()
+    focus_range: str = ""
     # Set by the store: the revision this record was read at (0 before it is first stored).
     revision: int = 0
 

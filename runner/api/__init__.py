@@ -1,0 +1,1 @@
+"""The gRPC adapter: the only code that imports the generated stubs in `runner._proto`."""
