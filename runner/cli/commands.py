@@ -1,0 +1,275 @@
+"""The CLI's subcommands.
+
+Output contract: human-readable progress goes to stderr (a live display on a TTY), results to stdout
+(the diff, the task id); with `--json`, stdout carries one JSON object per line and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from runner.cli.embedded import ensure_embedded_runner, stop_embedded_runner
+from runner.cli.events_json import event_json, result_json, task_json
+from runner.cli.main import EXIT_INPUT, EXIT_OK, EXIT_TASK
+from runner.cli.render import ProgressView
+from runner.cli.snapshotting import snapshot_workspace
+from runner.client.connection import RunnerClient
+from runner.client.upload import upload_snapshot
+from runner.config import HomeLayout, codex_home
+from runner.domain import models as m
+from runner.domain.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+WATCH_RETRIES = 20
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@asynccontextmanager
+async def _connect(args: argparse.Namespace) -> AsyncIterator[RunnerClient]:
+    address = args.runner
+    if not address:
+        address = await ensure_embedded_runner(HomeLayout(codex_home()))
+    client = RunnerClient(address, token=args.token)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "runner":
+        from runner.cli import serve
+
+        if args.runner_command == "stop":
+            stopped = await stop_embedded_runner(HomeLayout(codex_home()))
+            sys.stderr.write("embedded runner stopped\n" if stopped else "no embedded runner was running\n")
+            return EXIT_OK
+        return await serve.serve(args)
+    if command == "worker":
+        from runner.cli import serve
+
+        return await serve.worker(args)
+    if command == "scripted-llm":
+        from runner.cli import serve
+
+        return await serve.scripted_llm(args)
+    handler = {
+        "run": cmd_run, "status": cmd_status, "watch": cmd_watch, "diff": cmd_diff, "cancel": cmd_cancel,
+        "artifacts": cmd_artifacts, "apply": cmd_apply, "list": cmd_list,
+    }[command]
+    return await handler(args)
+
+
+# ---- run / watch ------------------------------------------------------------------------------------
+
+
+async def follow(client: RunnerClient, task_id: str, as_json: bool, after_seq: int = 0) -> m.TaskRecord:
+    """Stream a task's events until its result, reconnecting from the last sequence number seen."""
+    console = Console(stderr=True)
+    last_seq = after_seq
+    retries = 0
+    with contextlib.ExitStack() as stack:
+        view = None if as_json else stack.enter_context(ProgressView(console, task_id))
+        while True:
+            try:
+                async for event in client.watch(task_id, last_seq):
+                    if event.seq <= last_seq:
+                        continue  # never shown twice, whatever the server does
+                    last_seq = event.seq
+                    retries = 0
+                    if as_json:
+                        _emit(event_json(event))
+                    elif view is not None:
+                        view.show(event)
+                break
+            except Unavailable:
+                retries += 1
+                if retries > WATCH_RETRIES:
+                    raise
+                await asyncio.sleep(min(0.2 * 2 ** retries, 5.0))
+    return await client.get_task(task_id)
+
+
+async def download_artifacts(client: RunnerClient, task: m.TaskRecord, out: Path,
+                             names: list[str] | None = None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ref in task.artifacts:
+        if names and ref.name not in names:
+            continue
+        if ref.name not in m.ARTIFACT_NAMES:  # never write a name the runner should not have sent
+            raise InvalidArgument(f"the runner sent an unknown artifact name {ref.name!r}")
+        data = await client.artifact_bytes(task.id, ref.name)
+        if m.Digest.of(data) != ref.digest:
+            raise Unavailable(f"artifact {ref.name} of task {task.id} arrived corrupted; try again")
+        path = out / ref.name
+        await asyncio.to_thread(path.write_bytes, data)
+        written.append(path)
+    return written
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    workspace = Path(args.workspace).resolve()
+    if not workspace.is_dir():
+        raise InvalidArgument(f"workspace {args.workspace!r} is not a folder")
+    status = Console(stderr=True)
+    snapshot = await snapshot_workspace(workspace, HomeLayout(codex_home()), args.exclude)
+    limits = None
+    if args.timeout or args.max_steps:
+        limits = m.TaskLimits(wall_time_s=args.timeout, max_steps=args.max_steps, max_llm_requests=0,
+                              max_llm_tokens=0, command_timeout_s=0)
+    async with _connect(args) as client:
+        stats = await upload_snapshot(client, snapshot.manifest, snapshot.sources)
+        task = await client.create_task(args.instruction, manifest_digest=stats.manifest_digest, model=args.model,
+                                        request_id=uuid.uuid4().hex, limits=limits)
+        if args.json:
+            _emit({"type": "submitted", "task_id": task.id, "files": len(snapshot.manifest.entries),
+                   "blobs_uploaded": stats.blobs_uploaded, "bytes_uploaded": stats.bytes_uploaded})
+        else:
+            status.print(f"[bold]task {task.id}[/bold]  {len(snapshot.manifest.entries)} files, "
+                         f"uploaded {stats.blobs_uploaded} blobs ({stats.bytes_uploaded:,} bytes) "
+                         f"in {stats.seconds:.2f} s", highlight=False)
+            for skipped in snapshot.skipped[:5]:
+                status.print(f"[dim]  left out {skipped}[/dim]", highlight=False)
+        if args.no_wait:
+            if not args.json:
+                sys.stdout.write(task.id + "\n")
+            return EXIT_OK
+        final = await follow(client, task.id, args.json)
+        if args.out:
+            await download_artifacts(client, final, Path(args.out))
+        if args.json:
+            _emit(result_json(final, args.out))
+        else:
+            if final.artifact("diff.patch") is not None:
+                diff = await client.artifact_bytes(final.id, "diff.patch")
+                if diff:
+                    sys.stdout.write(diff.decode("utf-8", "replace"))
+            summary = "" if final.artifact("summary.md") is None else (
+                await client.artifact_bytes(final.id, "summary.md")).decode("utf-8", "replace").strip()
+            if summary and final.state is m.TaskState.COMPLETED:
+                status.print(f"\n{summary}\n", highlight=False, markup=False)
+            status.print(f"task {final.id}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
+                         + (f"; apply it with: codex-sys apply {final.id}" if final.files_changed else ""),
+                         highlight=False, markup=False)
+    return EXIT_OK if final.state is m.TaskState.COMPLETED else EXIT_TASK
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        final = await follow(client, args.task_id, args.json, args.after_seq)
+        if args.json:
+            _emit(result_json(final))
+    return EXIT_OK if final.state is m.TaskState.COMPLETED else EXIT_TASK
+
+
+# ---- one-shot commands ----------------------------------------------------------------------------
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        task = await client.get_task(args.task_id)
+    if args.json:
+        _emit(task_json(task))
+    else:
+        lines = [f"task {task.id}: {task.state.value}" + (f" ({task.reason})" if task.reason else ""),
+                 f"  instruction: {task.instruction}", f"  model: {task.model}",
+                 f"  files changed: {task.files_changed}",
+                 f"  tokens: {task.usage.total_tokens:,} in {task.usage.requests} requests",
+                 f"  artifacts: {', '.join(a.name for a in task.artifacts) or '(none yet)'}"]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+async def cmd_diff(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        task = await client.get_task(args.task_id)
+        if task.artifact("diff.patch") is None:
+            sys.stderr.write(f"task {task.id} is {task.state.value}; it has no diff yet\n")
+            return EXIT_TASK
+        sys.stdout.write((await client.artifact_bytes(task.id, "diff.patch")).decode("utf-8", "replace"))
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        task = await client.cancel(args.task_id)
+    if args.json:
+        _emit(task_json(task))
+    else:
+        sys.stdout.write(f"task {task.id}: {'cancelled' if task.state.final else 'cancelling'}\n")
+    return EXIT_OK
+
+
+async def cmd_artifacts(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        task = await client.get_task(args.task_id)
+        if not task.artifacts:
+            sys.stderr.write(f"task {task.id} is {task.state.value}; its artifacts exist once it ends\n")
+            return EXIT_TASK
+        unknown = [n for n in args.name if task.artifact(n) is None]
+        if unknown:
+            raise InvalidArgument(f"task {task.id} has no artifact {unknown[0]!r}; it has "
+                                  f"{', '.join(a.name for a in task.artifacts)}")
+        if args.out:
+            for path in await download_artifacts(client, task, Path(args.out), args.name or None):
+                sys.stdout.write(f"{path}\n")
+        else:
+            for ref in task.artifacts:
+                if not args.name or ref.name in args.name:
+                    sys.stdout.write(f"{ref.name}\t{ref.digest.size}\tsha256:{ref.digest.hash}\n")
+    return EXIT_OK
+
+
+async def cmd_apply(args: argparse.Namespace) -> int:
+    workspace = Path(args.workspace).resolve()
+    async with _connect(args) as client:
+        task = await client.get_task(args.task_id)
+        if task.state is not m.TaskState.COMPLETED:
+            sys.stderr.write(f"task {task.id} is {task.state.value}; only a COMPLETED task's diff is applied\n")
+            return EXIT_TASK
+        diff = await client.artifact_bytes(task.id, "diff.patch")
+    if not diff.strip():
+        sys.stderr.write(f"task {task.id} changed nothing\n")
+        return EXIT_OK
+    cmd = ["git", "apply", "--whitespace=nowarn", *(["--check"] if args.check else []), "-"]
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=workspace, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate(diff)
+    if proc.returncode != 0:
+        sys.stderr.write(f"the diff of task {task.id} does not apply to {workspace}:\n{err.decode(errors='replace')}")
+        return EXIT_INPUT
+    sys.stderr.write(f"{'checked' if args.check else 'applied'} the diff of task {task.id} "
+                     f"({task.files_changed} file(s)) in {workspace}\n")
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        tasks = await client.list_tasks(limit=args.limit)
+    if args.json:
+        for t in tasks:
+            _emit(task_json(t))
+        return EXIT_OK
+    for t in tasks:
+        instruction = t.instruction.splitlines()[0] if t.instruction else ""
+        sys.stdout.write(f"{t.id}  {t.state.value:<10} {t.files_changed:>3} files  {instruction[:70]}\n")
+    return EXIT_OK

@@ -1,0 +1,107 @@
+"""`codex-sys`: the command line (argument parsing and dispatch; the work is in `runner.cli.commands`).
+
+Exit codes: 0 success (for `run`/`watch`: the task COMPLETED), 1 the task ended otherwise, 2 bad input
+(usage, unknown task, invalid workspace), 3 the runner is unreachable or refused the credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from runner.domain.errors import CodexError, InvalidArgument, NotFound, Unauthenticated, Unavailable
+
+EXIT_OK, EXIT_TASK, EXIT_INPUT, EXIT_RUNNER = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codex-sys", description="Run an AI coding agent on a workspace, in a sandbox.")
+    p.add_argument("--runner", default=os.environ.get("CODEX_SYS_RUNNER"),
+                   help="runner address (unix:/path or host:port); default: the embedded runner (env CODEX_SYS_RUNNER)")
+    p.add_argument("--token", default=os.environ.get("CODEX_SYS_TOKEN"),
+                   help="bearer token for a shared runner (env CODEX_SYS_TOKEN)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="snapshot a workspace, run a task on it and wait for the diff")
+    run.add_argument("instruction", help="what the agent should do")
+    run.add_argument("--workspace", default=".", help="the folder to snapshot (default: the current one)")
+    run.add_argument("--model", default="", help="model name (default: the runner's CODEX_SYS_MODEL)")
+    run.add_argument("--json", action="store_true", help="one JSON object per line: every event, then the result")
+    run.add_argument("--out", metavar="DIR", help="download every artifact of the task into DIR")
+    run.add_argument("--no-wait", action="store_true", help="print the task id once it is queued and exit")
+    run.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                     help="gitignore-style pattern to leave out of the snapshot (repeatable)")
+    run.add_argument("--timeout", type=float, default=0, metavar="SECONDS", help="the task's wall-time limit")
+    run.add_argument("--max-steps", type=int, default=0, help="the agent's step budget")
+
+    for name, text in (("status", "show a task"), ("watch", "follow a task's events until it ends"),
+                       ("diff", "print a task's diff"), ("cancel", "cancel a task")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("task_id")
+        if name in ("status", "watch", "cancel"):
+            c.add_argument("--json", action="store_true")
+        if name == "watch":
+            c.add_argument("--after-seq", type=int, default=0, help="replay only events after this sequence number")
+
+    art = sub.add_parser("artifacts", help="list or download a task's artifacts")
+    art.add_argument("task_id")
+    art.add_argument("--out", metavar="DIR", help="download them into DIR (default: only list them)")
+    art.add_argument("--name", action="append", default=[], help="only this artifact (repeatable)")
+
+    app = sub.add_parser("apply", help="apply a task's diff to the workspace with git apply")
+    app.add_argument("task_id")
+    app.add_argument("--workspace", default=".", help="the folder to apply the diff to (default: the current one)")
+    app.add_argument("--check", action="store_true", help="only check that the diff applies")
+
+    lst = sub.add_parser("list", help="list recent tasks")
+    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--json", action="store_true")
+
+    srv = sub.add_parser("runner", help="run or stop a runner").add_subparsers(dest="runner_command", required=True)
+    serve = srv.add_parser("serve", help="serve the runner API (and, embedded, a worker and the gateway)")
+    serve.add_argument("--embedded", action="store_true",
+                       help="embedded adapters under CODEX_SYS_HOME (the default; the only mode so far)")
+    serve.add_argument("--listen", action="append", default=[], metavar="ADDR",
+                       help="extra TCP address host:port (needs --token-file)")
+    serve.add_argument("--token-file", help="file of 'TOKEN TENANT' lines for TCP clients")
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only; run workers separately")
+    serve.add_argument("--workers", type=int, default=0, help="tasks run at once (default: CODEX_SYS_WORKERS or 2)")
+    serve.add_argument("--warm-pool", type=int, default=-1,
+                       help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
+    srv.add_parser("stop", help="stop the embedded runner")
+
+    wrk = sub.add_parser("worker", help="run a worker (and its gateway) on the runner state under CODEX_SYS_HOME")
+    wrk.add_argument("--workers", type=int, default=0)
+    wrk.add_argument("--warm-pool", type=int, default=-1)
+
+    llm = sub.add_parser("scripted-llm", help="serve the scripted OpenAI-compatible model (tests and demos)")
+    llm.add_argument("--scenario", required=True, help="scenario JSON file")
+    llm.add_argument("--host", default="127.0.0.1")
+    llm.add_argument("--port", type=int, default=8750)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from runner.cli import commands  # imported late: `--help` stays fast
+
+    try:
+        return asyncio.run(commands.dispatch(args))
+    except KeyboardInterrupt:
+        return 130
+    except (InvalidArgument, NotFound) as exc:
+        sys.stderr.write(f"codex-sys: {exc}\n")
+        return EXIT_INPUT
+    except (Unavailable, Unauthenticated) as exc:
+        sys.stderr.write(f"codex-sys: {exc}\n")
+        return EXIT_RUNNER
+    except CodexError as exc:
+        sys.stderr.write(f"codex-sys: {exc}\n")
+        return EXIT_TASK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

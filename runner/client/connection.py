@@ -1,0 +1,142 @@
+"""A typed async client of the Runner gRPC API, speaking domain dataclasses.
+
+Addresses: `unix:/path/to/runner.sock` (the embedded runner) or `host:port` (a shared runner, with a
+bearer token). RpcErrors come back as the runner's own error classes with the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+import grpc
+from grpc import aio
+
+from runner._proto.codex.runner.v1 import runner_pb2 as pb
+from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
+from runner.api import codec
+from runner.api.errors import error_from_rpc
+from runner.domain import models as m
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 8 << 20),
+    ("grpc.max_send_message_length", 8 << 20),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class RunnerClient:
+    def __init__(self, address: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+        self.address = address
+        self._timeout = timeout_s
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.RunnerStub(self._channel)
+
+    async def __aenter__(self) -> RunnerClient:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the channel connects; raises TimeoutError."""
+        await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+
+    async def find_missing(self, digests: Sequence[m.Digest]) -> list[m.Digest]:
+        req = pb.FindMissingBlobsRequest(digests=[codec.digest_to_pb(d) for d in digests])
+        try:
+            resp = await self._stub.FindMissingBlobs(req, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return [codec.digest_from_pb(d) for d in resp.missing]
+
+    async def upload(self, requests: AsyncIterator[pb.UploadBlobsRequest]) -> tuple[int, int]:
+        try:
+            resp = await self._stub.UploadBlobs(requests, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return resp.blobs_stored, resp.bytes_stored
+
+    async def create_task(self, instruction: str, *, manifest_digest: m.Digest, model: str = "",
+                          request_id: str = "", limits: m.TaskLimits | None = None,
+                          focus_paths: Sequence[str] = (), focus_range: str = "") -> m.TaskRecord:
+        req = pb.CreateTaskRequest(instruction=instruction, model=model, request_id=request_id,
+                                   manifest_digest=codec.digest_to_pb(manifest_digest),
+                                   focus_paths=list(focus_paths), focus_range=focus_range)
+        if limits is not None:
+            req.limits.CopyFrom(pb.TaskLimits(
+                wall_time_seconds=limits.wall_time_s, max_steps=limits.max_steps,
+                max_llm_requests=limits.max_llm_requests, max_llm_tokens=limits.max_llm_tokens,
+                command_timeout_seconds=limits.command_timeout_s))
+        try:
+            resp = await self._stub.CreateTask(req, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return task_from_pb(resp.task)
+
+    async def get_task(self, task_id: str) -> m.TaskRecord:
+        try:
+            resp = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self._metadata,
+                                            timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return task_from_pb(resp.task)
+
+    async def list_tasks(self, limit: int = 50, states: Sequence[m.TaskState] = ()) -> list[m.TaskRecord]:
+        req = pb.ListTasksRequest(limit=limit, states=[codec.state_to_pb(s) for s in states])
+        try:
+            resp = await self._stub.ListTasks(req, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return [task_from_pb(t) for t in resp.tasks]
+
+    async def watch(self, task_id: str, after_seq: int = 0) -> AsyncIterator[m.Event]:
+        call = self._stub.WatchTask(pb.WatchTaskRequest(task_id=task_id, after_seq=after_seq),
+                                    metadata=self._metadata)
+        try:
+            async for resp in call:
+                yield codec.event_from_pb(resp.event)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        finally:
+            call.cancel()
+
+    async def cancel(self, task_id: str) -> m.TaskRecord:
+        try:
+            resp = await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id), metadata=self._metadata,
+                                               timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return task_from_pb(resp.task)
+
+    async def artifact(self, task_id: str, name: str) -> AsyncIterator[bytes]:
+        call = self._stub.GetArtifact(pb.GetArtifactRequest(task_id=task_id, name=name), metadata=self._metadata)
+        try:
+            async for resp in call:
+                if resp.data:
+                    yield resp.data
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+        finally:
+            call.cancel()
+
+    async def artifact_bytes(self, task_id: str, name: str) -> bytes:
+        return b"".join([chunk async for chunk in self.artifact(task_id, name)])
+
+
+def task_from_pb(t: pb.Task) -> m.TaskRecord:
+    return m.TaskRecord(
+        id=t.id, tenant="", instruction=t.instruction, model=t.model,
+        manifest_digest=codec.digest_from_pb(t.manifest_digest) if t.HasField("manifest_digest") else m.EMPTY_DIGEST,
+        state=codec.state_from_pb(t.state), reason=t.reason, created_at=t.created_at, updated_at=t.updated_at,
+        attempt=t.attempt, artifacts=tuple(m.ArtifactRef(a.name, codec.digest_from_pb(a.digest)) for a in t.artifacts),
+        usage=codec.usage_from_pb(t.usage), files_changed=t.files_changed)
+
