@@ -1,0 +1,191 @@
+"""Writing a snapshot into a sandbox's workspace folder on the host.
+
+The workspace is a private, writable copy: every file is copied out of the BlobStore (never hard-linked
+to a CAS blob, which the sandbox could then modify), created with its mode (0644, or 0755 for
+executables, whatever the umask), symlinks with their stored targets, parent folders as needed.
+
+The manifest was validated when the task was created; the checks are repeated here because this is
+where a bad path would do harm. Folders are created and opened through folder descriptors with
+`O_NOFOLLOW`, files with `O_EXCL | O_NOFOLLOW` relative to them, so no entry can be written through a
+symlink, even one the manifest itself made.
+
+Two ways to copy, same result:
+
+* a store that can copy a blob straight into a file (`CopiesBlobsToFiles`: the embedded filesystem
+  store's `copy_to`, a kernel-side copy) is driven from a few threads; the destination is named through
+  `/proc/self/fd/<folder fd>/<name>`, so it still resolves relative to the folder descriptor;
+* any other `BlobStore` (MinIO...) is streamed with `read`, a few blobs at a time so latency overlaps.
+
+A cancelled materialisation stops its threads after their current file and waits for them, so the
+caller can remove the folder without racing a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import posixpath
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from runner.domain.models import Digest, FileKind, Manifest, ManifestEntry
+from runner.domain.paths import check_relative_path, check_symlink_target
+from runner.ports import BlobStore
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Blobs streamed at a time from a store without `copy_to`.
+_STREAMS = 8
+# Threads copying with `copy_to`; fewer for small snapshots (a thread costs more than a few copies).
+_COPY_THREADS = 4
+_FILES_PER_THREAD = 64
+
+
+@runtime_checkable
+class CopiesBlobsToFiles(Protocol):
+    """A store that can copy a blob into a new file itself (blocking; refuses an existing `dest`)."""
+
+    def copy_to(self, tenant: str, digest: Digest, dest: Path, *, mode: int = 0o644,
+                verify: bool = False) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Materialized:
+    files: int
+    symlinks: int
+    bytes: int
+
+
+def _mode(entry: ManifestEntry) -> int:
+    return 0o755 if entry.kind is FileKind.EXECUTABLE else 0o644
+
+
+class _Folders:
+    """Open folder descriptors under the root, created on first use. Not thread-safe: all folders are
+    made before copying threads start, which then only read the map."""
+
+    def __init__(self, root: Path) -> None:
+        self._fds: dict[str, int] = {"": os.open(root, _DIR_FLAGS)}
+
+    def fd(self, rel: str) -> int:
+        found = self._fds.get(rel)
+        if found is not None:
+            return found
+        parent = self.fd(posixpath.dirname(rel))
+        name = posixpath.basename(rel)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o755, dir_fd=parent)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)  # ELOOP/ENOTDIR if a file or symlink is there
+        os.fchmod(fd, 0o755)
+        self._fds[rel] = fd
+        return fd
+
+    def make_all(self, entries: Sequence[ManifestEntry]) -> None:
+        for entry in entries:
+            self.fd(posixpath.dirname(entry.path))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _create_empty(entry: ManifestEntry, parent: int, name: str) -> None:
+    fd = os.open(name, _FILE_FLAGS, _mode(entry), dir_fd=parent)
+    try:
+        os.fchmod(fd, _mode(entry))
+    finally:
+        os.close(fd)
+
+
+def _copy_batch(store: CopiesBlobsToFiles, tenant: str, batch: Sequence[tuple[ManifestEntry, int, str]],
+                stop: threading.Event) -> None:
+    for entry, parent, name in batch:
+        if stop.is_set():
+            return
+        if not entry.digest.size:
+            _create_empty(entry, parent, name)
+            continue
+        store.copy_to(tenant, entry.digest, Path(f"/proc/self/fd/{parent}/{name}"), mode=_mode(entry))
+        os.chmod(name, _mode(entry), dir_fd=parent)  # exact mode whatever the umask; a file we just made
+
+
+async def _copy_files(store: CopiesBlobsToFiles, tenant: str, files: Sequence[ManifestEntry],
+                      folders: _Folders) -> None:
+    work = [(e, folders.fd(posixpath.dirname(e.path)), posixpath.basename(e.path)) for e in files]
+    threads = max(1, min(_COPY_THREADS, len(work) // _FILES_PER_THREAD))
+    stop = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="materialize")
+    futures = [pool.submit(_copy_batch, store, tenant, work[i::threads], stop) for i in range(threads)]
+    try:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    except BaseException:
+        stop.set()
+        await asyncio.to_thread(concurrent.futures.wait, futures)
+        raise
+    finally:
+        pool.shutdown(wait=False)
+
+
+async def _stream_file(blobs: BlobStore, tenant: str, entry: ManifestEntry, parent: int, name: str) -> None:
+    fd = os.open(name, _FILE_FLAGS, _mode(entry), dir_fd=parent)
+    try:
+        if entry.digest.size:
+            async for chunk in blobs.read(tenant, entry.digest):
+                _write_all(fd, chunk)
+        os.fchmod(fd, _mode(entry))
+    finally:
+        os.close(fd)
+
+
+async def _stream_files(blobs: BlobStore, tenant: str, files: Sequence[ManifestEntry], folders: _Folders) -> None:
+    pending = iter(files)
+
+    async def worker() -> None:
+        for entry in pending:  # one shared iterator: each entry is taken by exactly one worker
+            await _stream_file(blobs, tenant, entry, folders.fd(posixpath.dirname(entry.path)),
+                               posixpath.basename(entry.path))
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(_STREAMS, len(files))):
+            group.create_task(worker())
+
+
+async def materialize(blobs: BlobStore, tenant: str, manifest: Manifest, root: Path) -> Materialized:
+    """Write every entry of `manifest` under the (empty) folder `root`."""
+    entries = sorted(manifest.entries, key=lambda e: e.path)
+    for entry in entries:
+        check_relative_path(entry.path, "manifest path")
+    files = [e for e in entries if e.kind is not FileKind.SYMLINK]
+    links = [e for e in entries if e.kind is FileKind.SYMLINK]
+    folders = _Folders(root)
+    try:
+        await asyncio.to_thread(folders.make_all, entries)
+        for entry in links:
+            target = os.fsdecode(await blobs.get_bytes(tenant, entry.digest))
+            check_symlink_target(entry.path, target)
+            os.symlink(target, posixpath.basename(entry.path), dir_fd=folders.fd(posixpath.dirname(entry.path)))
+        try:
+            if isinstance(blobs, CopiesBlobsToFiles):
+                await _copy_files(blobs, tenant, files, folders)
+            else:
+                await _stream_files(blobs, tenant, files, folders)
+        except BaseExceptionGroup as group:
+            # A TaskGroup's failure: raise the first real error (missing blob, bad path) itself, so callers
+            # see its class (permanent or temporary) and its own __cause__.
+            first = group.exceptions[0]
+            raise first  # noqa: B904
+    finally:
+        folders.close()
+    return Materialized(len(files), len(links), sum(e.digest.size for e in files))
