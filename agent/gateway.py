@@ -16,7 +16,7 @@ import http.client
 import json
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,27 @@ class GatewayUnreachable(Exception):
 class Reply:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
     def json(self) -> Any:
         """The body parsed as JSON; raises `ValueError` when it is not."""
         return json.loads(self.body)
+
+    def error_type(self) -> str:
+        """The `type` (or `code`) of an OpenAI-style error body, '' when there is none."""
+        try:
+            obj = self.json()
+        except ValueError:
+            return ""
+        error = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(error, dict):
+            for key in ("type", "code"):
+                if isinstance(error.get(key), str):
+                    return str(error[key])
+        return ""
 
     def error_message(self) -> str:
         """The message of an OpenAI-style error body (`{"error": {"message": ...}}`), else a short excerpt."""
@@ -114,7 +131,7 @@ class GatewayConnection:
         data = response.read()
         if response.will_close:
             self.close()
-        return Reply(response.status, data)
+        return Reply(response.status, data, {k.lower(): v for k, v in response.getheaders()})
 
     def close(self) -> None:
         if self._conn is not None:

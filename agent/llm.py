@@ -7,8 +7,11 @@ answered with an error message instead of failing here.
 
 Errors are sorted by what the loop should do about them:
 
-- `ModelRefused`: HTTP 401/403/429 — the task's budget is spent or its token is no longer valid.
-  Asking again cannot help; the loop stops and reports the gateway's message.
+- `ModelRefused`: HTTP 401/403, or 429 without a hint to retry — the task's budget is spent or its
+  token is no longer valid. Asking again cannot help; the loop stops and reports the gateway's message.
+- A 429 that is a *rate* limit (error type `rate_limit_exceeded`, or `Retry-After` without
+  `x-should-retry: false`) is not an error: the client waits as told and asks again, up to
+  `MAX_RATE_LIMIT_WAIT_S` in total for one request.
 - `ModelError`: any other answer that is not a completion (400 context too long, 404 unknown model),
   or the gateway stayed unreachable / kept failing with 5xx after a few retries with backoff.
 """
@@ -28,8 +31,10 @@ from agent.wire import CHAT_PATH
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+MAX_RATE_LIMIT_WAIT_S = 300.0
 _REFUSED = (401, 403, 429)
 _RETRYABLE = (408, 409, 425)
+_RATE_LIMITED = "rate_limit_exceeded"
 
 
 class ModelRefused(Exception):
@@ -123,33 +128,62 @@ class GatewayModel:
         payload = {"model": self._model, "messages": list(messages), "tools": list(tools), "tool_choice": "auto"}
         self.requests += 1
         problem = ""
-        for attempt in range(len(self._retry_delays_s) + 1):
-            if attempt:
-                delay = self._retry_delays_s[attempt - 1]
-                log.warning("model request failed (%s); retrying in %.1f s", problem, delay)
-                self._sleep(delay)
+        attempt = 0
+        rate_waited = 0.0
+        while True:
             started = time.monotonic()
             try:
                 reply = self._connection.post_json(CHAT_PATH, payload)
             except GatewayUnreachable as exc:
                 problem = str(exc)
-                continue
-            elapsed = time.monotonic() - started
-            if reply.status == 200:
-                try:
-                    turn = parse_completion(reply.json(), self.requests)
-                except (ValueError, BadCompletion) as exc:
-                    problem = f"unusable completion: {exc}"
-                    continue
-                log.info("model answered in %.2f s: %d tool call(s)%s", elapsed, len(turn.tool_calls),
-                         f", finish_reason={turn.finish_reason}" if turn.finish_reason else "")
-                return turn
-            problem = _status_problem(reply)
-            if reply.status in _REFUSED:
-                raise ModelRefused(reply.error_message())
-            if reply.status < 500 and reply.status not in _RETRYABLE:
-                raise ModelError(f"the model request was rejected: {problem}")
-        raise ModelError(f"the model could not be reached after {len(self._retry_delays_s) + 1} attempts: {problem}")
+            else:
+                if reply.status == 200:
+                    try:
+                        turn = parse_completion(reply.json(), self.requests)
+                    except (ValueError, BadCompletion) as exc:
+                        problem = f"unusable completion: {exc}"
+                    else:
+                        log.info("model answered in %.2f s: %d tool call(s)%s", time.monotonic() - started,
+                                 len(turn.tool_calls),
+                                 f", finish_reason={turn.finish_reason}" if turn.finish_reason else "")
+                        return turn
+                else:
+                    wait = rate_limit_wait(reply)
+                    if wait is not None:
+                        if rate_waited + wait > MAX_RATE_LIMIT_WAIT_S:
+                            raise ModelError(f"rate limited for over {MAX_RATE_LIMIT_WAIT_S:g} s: "
+                                             f"{reply.error_message()}")
+                        log.info("rate limited by the gateway; asking again in %.2f s", wait)
+                        rate_waited += wait
+                        self._sleep(wait)
+                        continue
+                    if reply.status in _REFUSED:
+                        raise ModelRefused(reply.error_message())
+                    problem = _status_problem(reply)
+                    if reply.status < 500 and reply.status not in _RETRYABLE:
+                        raise ModelError(f"the model request was rejected: {problem}")
+            if attempt >= len(self._retry_delays_s):
+                raise ModelError(f"the model could not be reached after {attempt + 1} attempts: {problem}")
+            delay = self._retry_delays_s[attempt]
+            attempt += 1
+            log.warning("model request failed (%s); retrying in %.1f s", problem, delay)
+            self._sleep(delay)
+
+
+def rate_limit_wait(reply: Reply) -> float | None:
+    """Seconds to wait before asking again when `reply` is a rate limit, None when it is not one."""
+    if reply.status != 429 or reply.header("x-should-retry") == "false":
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = reply.header(name)
+        if value is not None:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue  # an HTTP date; fall back to the error type
+            if seconds >= 0:
+                return min(seconds, MAX_RATE_LIMIT_WAIT_S)
+    return 1.0 if reply.error_type() == _RATE_LIMITED else None
 
 
 def _status_problem(reply: Reply) -> str:
