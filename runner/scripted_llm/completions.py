@@ -86,7 +86,7 @@ def prompt_texts(messages: Sequence[Any]) -> Iterator[str]:
                 yield function["arguments"]
 
 
-def completion(answer: Answer) -> dict[str, Any]:
+def completion(answer: Answer, report_usage: bool = True) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None,
                                "annotations": []}
     if answer.tool_calls:
@@ -94,16 +94,18 @@ def completion(answer: Answer) -> dict[str, Any]:
             {"id": call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_text}}
             for call_id, c in answer.tool_calls
         ]
-    return {
+    out: dict[str, Any] = {
         "id": answer.completion_id,
         "object": "chat.completion",
         "created": answer.created,
         "model": answer.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
-        "usage": answer.usage(),
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
+    if report_usage:
+        out["usage"] = answer.usage()
+    return out
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:

@@ -11,7 +11,8 @@ A scenario is a JSON document::
         {"content": "All done."}
       ],
       "final": "Nothing more to do.",
-      "stream_chunk_chars": 8
+      "stream_chunk_chars": 8,
+      "report_usage": true
     }
 
 The server is stateless about conversations: the step answered is the number of assistant messages
@@ -28,6 +29,9 @@ A step may also carry:
 - `expect_in_prompt`: strings that must appear in the request's messages, or the server answers
   HTTP 400 naming the missing one (so a test proves, say, that AGENTS.md reached the model);
 - per tool call, `raw_arguments` instead of `arguments`: sent verbatim, to test malformed calls.
+
+`stream_chunk_chars` sets how finely streamed text and arguments are cut; `"report_usage": false`
+leaves `usage` out of every answer, as some OpenAI-compatible servers do.
 
 Validation is strict: unknown fields, wrong types and impossible combinations are refused with a
 `ScenarioError` that names the offending place (`steps[2].tool_calls[0].arguments`).
@@ -78,6 +82,7 @@ class Scenario:
     steps: tuple[Step, ...] = ()
     final: str = "Done."
     stream_chunk_chars: int = 16
+    report_usage: bool = True
 
     def step(self, index: int) -> Step | None:
         """The step answered when `index` assistant messages are already in the conversation."""
@@ -86,7 +91,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, obj: Any) -> Scenario:
         doc = _object(obj, "scenario", required={"name"},
-                      optional={"steps", "final", "stream_chunk_chars", "description"})
+                      optional={"steps", "final", "stream_chunk_chars", "report_usage", "description"})
         name = _string(doc["name"], "name", allow_empty=False)
         steps_raw = doc.get("steps", [])
         if not isinstance(steps_raw, list):
@@ -98,7 +103,10 @@ class Scenario:
             raise ScenarioError(f"stream_chunk_chars: expected a positive integer, got {chunk!r}")
         if "description" in doc:
             _string(doc["description"], "description")
-        return cls(name=name, steps=steps, final=final, stream_chunk_chars=chunk)
+        report_usage = doc.get("report_usage", True)
+        if not isinstance(report_usage, bool):
+            raise ScenarioError(f"report_usage: expected true or false, got {report_usage!r}")
+        return cls(name=name, steps=steps, final=final, stream_chunk_chars=chunk, report_usage=report_usage)
 
     @classmethod
     def loads(cls, text: str | bytes, source: str = "scenario") -> Scenario:

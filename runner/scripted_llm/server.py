@@ -76,6 +76,7 @@ class ScriptedLLMServer:
         scenarios: Mapping[str, Scenario] | None = None,
         default: Scenario | None = None,
         api_key: str | None = None,
+        shutdown_timeout_s: float = 1.0,
     ) -> None:
         if scenario is not None and default is not None:
             raise ValueError("give the default scenario once: either positionally or as default=")
@@ -84,6 +85,7 @@ class ScriptedLLMServer:
         if self._default is None and not self._scenarios:
             raise ValueError("a ScriptedLLMServer needs a scenario")
         self._api_key = api_key
+        self._shutdown_timeout_s = shutdown_timeout_s
         self._recordings: list[RecordedRequest] = []
         self._failures = _StepFailures()
         self._ids = itertools.count(1)
@@ -97,7 +99,9 @@ class ScriptedLLMServer:
             app = web.Application(client_max_size=MAX_BODY_BYTES)
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_get("/v1/models", self._models)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            # Closing waits this long for answers in flight (a delayed step) before cancelling them.
+            runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                   shutdown_timeout=self._shutdown_timeout_s)
             await runner.setup()
             self._runner = runner
         return self._runner
@@ -240,20 +244,21 @@ class ScriptedLLMServer:
         )
         if not body.get("stream"):
             recording.status = 200
-            return web.json_response(completions.completion(answer))
-        return await self._stream(request, recording, answer, scenario.stream_chunk_chars,
+            return web.json_response(completions.completion(answer, scenario.report_usage))
+        return await self._stream(request, recording, answer, scenario,
                                   step.chunk_delay_s if step is not None else 0.0, body)
 
     async def _stream(self, request: web.Request, recording: RecordedRequest, answer: completions.Answer,
-                      chunk_chars: int, chunk_delay_s: float, body: dict[str, Any]) -> web.StreamResponse:
+                      scenario: Scenario, chunk_delay_s: float, body: dict[str, Any]) -> web.StreamResponse:
         options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = (scenario.report_usage and isinstance(options, dict)
+                         and options.get("include_usage") is True)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                "Cache-Control": "no-cache"})
         recording.status = 200
         await response.prepare(request)
         try:
-            for i, chunk in enumerate(completions.chunks(answer, chunk_chars, include_usage)):
+            for i, chunk in enumerate(completions.chunks(answer, scenario.stream_chunk_chars, include_usage)):
                 if i and chunk_delay_s:
                     await asyncio.sleep(chunk_delay_s)
                 await response.write(b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n")

@@ -58,6 +58,7 @@ def test_full_document_round_trip() -> None:
     ({"name": "x", "steps": [{"error": {"status": 500, "times": 1}}]}, "a step needs content or tool_calls"),
     ({"name": "x", "steps": [{"content": "", "expect_in_prompt": "AGENTS"}]}, "expect_in_prompt: expected a list"),
     ({"name": "x", "stream_chunk_chars": 0}, "stream_chunk_chars: expected a positive integer"),
+    ({"name": "x", "report_usage": "no"}, "report_usage: expected true or false"),
 ])
 def test_invalid_documents_are_refused_naming_the_place(doc: object, fragment: str) -> None:
     with pytest.raises(ScenarioError) as info:
