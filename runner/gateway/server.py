@@ -128,6 +128,8 @@ class Gateway:
         return int(bound[0][1])
 
     async def close(self) -> None:
+        """Stop serving. Requests in flight are cut; sessions still open keep their transcript files
+        (close sessions first to collect them)."""
         for session in self._sessions.all():
             await self._cancel_inflight(session)
         if len(self._sessions):
