@@ -25,7 +25,7 @@ from runner.cli.embedded import ensure_embedded_runner, stop_embedded_runner
 from runner.cli.events_json import event_json, result_json, task_json
 from runner.cli.main import EXIT_INPUT, EXIT_OK, EXIT_TASK
 from runner.cli.render import ProgressView
-from runner.cli.snapshotting import snapshot_workspace
+from runner.cli.snapshotting import save_cache, snapshot_workspace
 from runner.client.connection import RunnerClient
 from runner.client.upload import upload_snapshot
 from runner.config import HomeLayout, codex_home
@@ -131,7 +131,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     if not workspace.is_dir():
         raise InvalidArgument(f"workspace {args.workspace!r} is not a folder")
     status = Console(stderr=True)
-    snapshot = await snapshot_workspace(workspace, HomeLayout(codex_home()), args.exclude)
+    snapshot, cache = await snapshot_workspace(workspace, HomeLayout(codex_home()), args.exclude)
     limits = None
     if args.timeout or args.max_steps:
         limits = m.TaskLimits(wall_time_s=args.timeout, max_steps=args.max_steps, max_llm_requests=0,
@@ -140,6 +140,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         stats = await upload_snapshot(client, snapshot.manifest, snapshot.sources)
         task = await client.create_task(args.instruction, manifest_digest=stats.manifest_digest, model=args.model,
                                         request_id=uuid.uuid4().hex, limits=limits)
+        await save_cache(cache)
         if args.json:
             _emit({"type": "submitted", "task_id": task.id, "files": len(snapshot.manifest.entries),
                    "blobs_uploaded": stats.blobs_uploaded, "bytes_uploaded": stats.bytes_uploaded})
@@ -163,10 +164,6 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 diff = await client.artifact_bytes(final.id, "diff.patch")
                 if diff:
                     sys.stdout.write(diff.decode("utf-8", "replace"))
-            summary = "" if final.artifact("summary.md") is None else (
-                await client.artifact_bytes(final.id, "summary.md")).decode("utf-8", "replace").strip()
-            if summary and final.state is m.TaskState.COMPLETED:
-                status.print(f"\n{summary}\n", highlight=False, markup=False)
             status.print(f"task {final.id}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
                          + (f"; apply it with: codex-sys apply {final.id}" if final.files_changed else ""),
                          highlight=False, markup=False)
@@ -253,7 +250,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
     cmd = ["git", "apply", "--whitespace=nowarn", *(["--check"] if args.check else []), "-"]
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=workspace, stdin=subprocess.PIPE,
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await proc.communicate(diff)
+    _, err = await proc.communicate(diff)
     if proc.returncode != 0:
         sys.stderr.write(f"the diff of task {task.id} does not apply to {workspace}:\n{err.decode(errors='replace')}")
         return EXIT_INPUT

@@ -18,23 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from runner.client.connection import is_serving
 from runner.config import HomeLayout
 from runner.domain.errors import Unavailable
 
 START_TIMEOUT_S = 30.0
 
 
-async def is_serving(socket_path: Path, timeout_s: float = 1.0) -> bool:
-    async with aio.insecure_channel(f"unix:{socket_path}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
-        except Exception:
-            return False
-        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+async def _serving(socket_path: Path, timeout_s: float = 1.0) -> bool:
+    return await is_serving(f"unix:{socket_path}", timeout_s)
 
 
 def _spawn(layout: HomeLayout) -> subprocess.Popen[bytes]:
@@ -51,7 +43,7 @@ def _spawn(layout: HomeLayout) -> subprocess.Popen[bytes]:
 async def ensure_embedded_runner(layout: HomeLayout) -> str:
     """Return the embedded runner's address, starting it if needed."""
     address = f"unix:{layout.runner_socket}"
-    if await is_serving(layout.runner_socket):
+    if await _serving(layout.runner_socket):
         return address
     layout.ensure()
     lock_path = layout.root / "spawn.lock"
@@ -59,12 +51,12 @@ async def ensure_embedded_runner(layout: HomeLayout) -> str:
     with lock:
         await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
         try:
-            if await is_serving(layout.runner_socket):
+            if await _serving(layout.runner_socket):
                 return address
             proc = _spawn(layout)
             deadline = time.monotonic() + START_TIMEOUT_S
             while time.monotonic() < deadline:
-                if await is_serving(layout.runner_socket, timeout_s=0.5):
+                if await _serving(layout.runner_socket, timeout_s=0.5):
                     return address
                 if proc.poll() is not None:
                     raise Unavailable(f"the embedded runner exited with status {proc.returncode} while starting; "

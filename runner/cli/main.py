@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The runner forks sandboxes while gRPC threads run; gRPC's fork handlers only log noise there.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from runner.cli import commands  # imported late: `--help` stays fast
 
     try:

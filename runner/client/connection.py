@@ -12,6 +12,7 @@ from types import TracebackType
 
 import grpc
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
@@ -140,3 +141,14 @@ def task_from_pb(t: pb.Task) -> m.TaskRecord:
         attempt=t.attempt, artifacts=tuple(m.ArtifactRef(a.name, codec.digest_from_pb(a.digest)) for a in t.artifacts),
         usage=codec.usage_from_pb(t.usage), files_changed=t.files_changed)
 
+
+
+async def is_serving(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether a runner answers SERVING to the standard gRPC health check at `address`."""
+    async with aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

@@ -22,7 +22,9 @@ from runner.domain import models as m
 from runner.domain.errors import CodexError, NotFound, TemporaryError
 from runner.ports import Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
 from runner.tasks.service import TaskService
-from runner.worker.sessions import LLMSessions, SessionBudget, SessionReport
+from runner.gateway.budget import Budget
+from runner.gateway.session import SessionReport
+from runner.worker.sessions import LLMSessions
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,7 @@ class Worker:
             return
         record = prepared
         manifest = await self._service.load_manifest(record.tenant, record.manifest_digest)
-        token = self._sessions.open_session(task_id, record.tenant, SessionBudget(
-            record.limits.max_llm_requests, record.limits.max_llm_tokens, record.limits.wall_time_s))
+        token = self._sessions.open_session(task_id, record.tenant, Budget.from_limits(record.limits))
         report: SessionReport | None = None
         outcome: SandboxOutcome | None = None
         cancelled = False
@@ -206,8 +207,8 @@ class Worker:
             state, reason = m.TaskState.FAILED, (
                 f"the agent ended without a result ({outcome.detail or f'exit code {outcome.exit_code}'}); "
                 "see agent.log")
-        if report.budget_exhausted and state is not m.TaskState.CANCELLED:
-            state, reason = m.TaskState.FAILED, report.budget_exhausted
+        if report.budget_exceeded and state is not m.TaskState.CANCELLED:
+            state, reason = m.TaskState.FAILED, report.budget_exceeded
 
         for name in m.ARTIFACT_NAMES:
             if name not in artifacts:

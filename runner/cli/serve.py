@@ -1,0 +1,76 @@
+"""`codex-sys runner serve`, `codex-sys worker`, `codex-sys scripted-llm`: the long-running processes.
+
+They log JSON lines to stderr, write a pid file (the embedded runner), and stop cleanly on SIGTERM or
+SIGINT: the API drains, tasks in hand get a moment to finish, the rest are handed back to the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from runner import logs
+from runner.composition import EmbeddedConfig, EmbeddedRunner
+from runner.config import HomeLayout, codex_home
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_worker: bool) -> EmbeddedConfig:
+    overrides: dict[str, object] = {"run_api": run_api, "run_worker": run_worker}
+    if getattr(args, "workers", 0):
+        overrides["workers"] = args.workers
+    if getattr(args, "warm_pool", -1) >= 0:
+        overrides["warm_pool"] = args.warm_pool
+    if getattr(args, "listen", None):
+        overrides["tcp_listen"] = tuple(args.listen)
+    if getattr(args, "token_file", None):
+        overrides["token_file"] = Path(args.token_file)
+    return EmbeddedConfig.from_env(home, **overrides)
+
+
+async def _serve(config: EmbeddedConfig, pid_file: Path | None) -> int:
+    logs.configure(os.environ.get("CODEX_SYS_LOG_LEVEL", "INFO"))
+    async with EmbeddedRunner(config):
+        if pid_file is not None:
+            pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            await _until_signalled()
+        finally:
+            if pid_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    pid_file.unlink()
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    home = HomeLayout(codex_home())
+    config = _config(args, home, run_api=True, run_worker=not args.no_worker)
+    return await _serve(config, home.pid_file)
+
+
+async def worker(args: argparse.Namespace) -> int:
+    home = HomeLayout(codex_home())
+    return await _serve(_config(args, home, run_api=False, run_worker=True), None)
+
+
+async def scripted_llm(args: argparse.Namespace) -> int:
+    from runner.scripted_llm.main import serve as serve_scripted
+
+    logs.configure(os.environ.get("CODEX_SYS_LOG_LEVEL", "INFO"))
+    await serve_scripted(args.scenario, args.host, args.port)
+    return 0
