@@ -11,16 +11,22 @@ and yields a ready adapter, closing it on exit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
-from runner.adapters.embedded import FsBlobStore
-from runner.ports import BlobStore
+from runner.adapters.embedded import (
+    FsBlobStore,
+    SqliteEventLog,
+    SqliteTaskQueue,
+    SqliteTaskStore,
+    open_state_db,
+)
+from runner.ports import BlobStore, EventLog, TaskQueue, TaskStore
 
 # The blob size limit the blob-store suite runs with.
 MAX_BLOB_SIZE = 4 << 20
@@ -37,6 +43,19 @@ class BlobStoreFactory(Protocol):
     def __call__(self, env: AdapterEnv, *, max_blob_size: int) -> AbstractAsyncContextManager[BlobStore]: ...
 
 
+class TaskStoreFactory(Protocol):
+    def __call__(self, env: AdapterEnv) -> AbstractAsyncContextManager[TaskStore]: ...
+
+
+class EventLogFactory(Protocol):
+    def __call__(self, env: AdapterEnv) -> AbstractAsyncContextManager[EventLog]: ...
+
+
+class TaskQueueFactory(Protocol):
+    def __call__(self, env: AdapterEnv, *, ack_wait_s: float,
+                 max_deliver: int) -> AbstractAsyncContextManager[TaskQueue]: ...
+
+
 # ---- embedded adapters ----------------------------------------------------------------------------------
 
 
@@ -46,8 +65,30 @@ async def fs_blob_store(env: AdapterEnv, *, max_blob_size: int) -> AsyncIterator
         yield store
 
 
+@asynccontextmanager
+async def sqlite_task_store(env: AdapterEnv) -> AsyncIterator[TaskStore]:
+    async with await open_state_db(env.tmp_path / "state.db") as db, SqliteTaskStore(db) as store:
+        yield store
+
+
+@asynccontextmanager
+async def sqlite_event_log(env: AdapterEnv) -> AsyncIterator[EventLog]:
+    async with await open_state_db(env.tmp_path / "state.db") as db, SqliteEventLog(db) as log:
+        yield log
+
+
+@asynccontextmanager
+async def sqlite_task_queue(env: AdapterEnv, *, ack_wait_s: float, max_deliver: int) -> AsyncIterator[TaskQueue]:
+    async with await open_state_db(env.tmp_path / "state.db") as db, \
+            SqliteTaskQueue(db, ack_wait_s=ack_wait_s, max_deliver=max_deliver) as queue:
+        yield queue
+
+
 # Append the distributed adapters' factories here.
 BLOB_STORES: list[BlobStoreFactory] = [fs_blob_store]
+TASK_STORES: list[TaskStoreFactory] = [sqlite_task_store]
+EVENT_LOGS: list[EventLogFactory] = [sqlite_event_log]
+TASK_QUEUES: list[TaskQueueFactory] = [sqlite_task_queue]
 
 
 def _ids(factory: object) -> str:
@@ -67,3 +108,34 @@ async def blob_store(request: pytest.FixtureRequest, adapter_env: AdapterEnv) ->
     async with request.param(adapter_env, max_blob_size=MAX_BLOB_SIZE) as store:
         yield store
 
+
+@pytest.fixture(params=TASK_STORES, ids=_ids)
+async def task_store(request: pytest.FixtureRequest, adapter_env: AdapterEnv) -> AsyncIterator[TaskStore]:
+    async with request.param(adapter_env) as store:
+        yield store
+
+
+@pytest.fixture(params=EVENT_LOGS, ids=_ids)
+async def event_log(request: pytest.FixtureRequest, adapter_env: AdapterEnv) -> AsyncIterator[EventLog]:
+    async with request.param(adapter_env) as log:
+        yield log
+
+
+MakeQueue = Callable[..., Awaitable[TaskQueue]]
+
+
+@pytest.fixture(params=TASK_QUEUES, ids=_ids)
+async def make_queue(request: pytest.FixtureRequest, adapter_env: AdapterEnv) -> AsyncIterator[MakeQueue]:
+    """`await make_queue(ack_wait_s=..., max_deliver=...)`: a fresh, empty queue with those settings."""
+    factory: TaskQueueFactory = request.param
+    async with AsyncExitStack() as stack:
+        made = 0
+
+        async def make(*, ack_wait_s: float = 30.0, max_deliver: int = 5) -> TaskQueue:
+            nonlocal made
+            made += 1
+            env = AdapterEnv(adapter_env.request, adapter_env.tmp_path / f"q{made}", f"{adapter_env.namespace}q{made}")
+            env.tmp_path.mkdir()
+            return await stack.enter_async_context(factory(env, ack_wait_s=ack_wait_s, max_deliver=max_deliver))
+
+        yield make

@@ -1,0 +1,116 @@
+"""`TaskStore` on the state database: task records as JSON rows with a revision for compare-and-set.
+
+`update` is one `UPDATE ... WHERE id = ? AND revision = ?`: it changes a row only if nobody changed it
+since the caller read it, whichever process the other writer is in, and the revision goes up by one with
+every successful write. `list` reads the `(tenant, created_at)` index newest first (ties in insertion
+order, newest first); the state filter uses the `state` column, kept equal to the record's state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Sequence
+from types import TracebackType
+
+from runner.adapters.embedded.db import StateDB
+from runner.adapters.embedded.json_codec import decode_task, encode_task
+from runner.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from runner.domain.models import TaskRecord, TaskState
+
+
+def _decode_row(body: str, revision: int) -> TaskRecord:
+    record = decode_task(body)
+    return record if record.revision == revision else dataclasses.replace(record, revision=revision)
+
+
+class SqliteTaskStore:
+    """Task records in the `tasks` table of a `StateDB` (which the caller opens and closes)."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+        self._closed = False
+
+    async def __aenter__(self) -> SqliteTaskStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting calls; the shared `StateDB` stays open."""
+        self._closed = True
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        self._check_open()
+        if not record.id:
+            raise InvalidArgument("a task record needs an id")
+        stored = dataclasses.replace(record, revision=1)
+        body = encode_task(stored)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO tasks (id, tenant, state, created_at, revision, body) VALUES (?, ?, ?, ?, 1, ?)",
+                    (stored.id, stored.tenant, stored.state.name, stored.created_at, body))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"task {stored.id!r} already exists") from None
+
+        await self._db.write(insert)
+        return stored
+
+    async def get(self, task_id: str) -> TaskRecord:
+        self._check_open()
+
+        def select(conn: sqlite3.Connection) -> TaskRecord:
+            row = conn.execute("SELECT body, revision FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            return _decode_row(row[0], row[1])
+
+        return await self._db.read(select)
+
+    async def update(self, record: TaskRecord) -> TaskRecord:
+        self._check_open()
+        stored = dataclasses.replace(record, revision=record.revision + 1)
+        body = encode_task(stored)
+
+        def compare_and_set(conn: sqlite3.Connection) -> None:
+            changed = conn.execute(
+                "UPDATE tasks SET tenant = ?, state = ?, created_at = ?, revision = ?, body = ? "
+                "WHERE id = ? AND revision = ?",
+                (stored.tenant, stored.state.name, stored.created_at, stored.revision, body,
+                 record.id, record.revision)).rowcount
+            if changed:
+                return
+            row = conn.execute("SELECT revision FROM tasks WHERE id = ?", (record.id,)).fetchone()
+            if row is None:
+                raise NotFound(f"task {record.id!r} does not exist")
+            raise Conflict(f"task {record.id!r} was changed concurrently (revision {row[0]}, "
+                           f"not {record.revision}); read it again and retry")
+
+        await self._db.write(compare_and_set)
+        return stored
+
+    async def list(self, tenant: str, limit: int = 50, states: Sequence[TaskState] = ()) -> list[TaskRecord]:
+        self._check_open()
+        if limit <= 0:
+            return []
+        sql = "SELECT body, revision FROM tasks WHERE tenant = ?"
+        params: list[object] = [tenant]
+        if states:
+            names = sorted({s.name for s in states})
+            sql += f" AND state IN ({', '.join('?' * len(names))})"
+            params.extend(names)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+
+        def select(conn: sqlite3.Connection) -> list[TaskRecord]:
+            return [_decode_row(body, revision) for body, revision in conn.execute(sql, params)]
+
+        return await self._db.read(select)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the task store is closed")

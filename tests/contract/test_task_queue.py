@@ -1,0 +1,200 @@
+"""Contract of `TaskQueue` and `Delivery`, for every adapter in `conftest.TASK_QUEUES`.
+
+Redelivery tests use short ack deadlines (0.5-1 s) and wait at most a few seconds for what must happen;
+"nothing is delivered" is checked by receiving with a timeout that covers the relevant deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from runner.ports import Delivery, QueuedTask
+
+from .conftest import MakeQueue
+from .samples import new_id
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def task(tenant: str = "tenant-a") -> QueuedTask:
+    return QueuedTask(task_id=new_id(), tenant=tenant)
+
+
+def delivered(delivery: Delivery | None) -> Delivery:
+    assert delivery is not None, "expected a delivery"
+    return delivery
+
+
+async def test_enqueue_then_receive_delivers_attempt_1(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    queued = task()
+    await queue.enqueue(queued)
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task == queued
+    assert delivery.attempt == 1
+    await delivery.ack()
+
+
+async def test_receive_returns_none_after_the_timeout(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    started = time.monotonic()
+    assert await queue.receive(timeout_s=0.3) is None
+    assert 0.25 <= time.monotonic() - started < 5
+    assert await queue.receive(timeout_s=0) is None
+
+
+async def test_enqueue_is_idempotent_by_task_id(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    queued = task()
+    await queue.enqueue(queued)
+    await queue.enqueue(queued)
+    await asyncio.gather(*(queue.enqueue(queued) for _ in range(5)))
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task == queued
+    assert await queue.receive(timeout_s=0.3) is None
+    # Enqueuing it again while it is being worked on does not queue a second copy either.
+    await queue.enqueue(queued)
+    assert await queue.receive(timeout_s=0.3) is None
+    await delivery.ack()
+
+
+async def test_a_waiting_receiver_is_woken_by_enqueue(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    waiting = asyncio.ensure_future(queue.receive(timeout_s=20))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    queued = task()
+    started = time.monotonic()
+    await queue.enqueue(queued)
+    delivery = delivered(await asyncio.wait_for(waiting, 5))
+    assert delivery.task == queued
+    assert time.monotonic() - started < 2
+    await delivery.ack()
+
+
+async def test_each_task_goes_to_exactly_one_of_many_receivers(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    queued = [task() for _ in range(30)]
+    got: list[Delivery] = []
+
+    async def worker() -> None:
+        while (delivery := await queue.receive(timeout_s=0.5)) is not None:
+            got.append(delivery)
+            await delivery.ack()
+
+    workers = [asyncio.create_task(worker()) for _ in range(5)]
+    for q in queued:
+        await queue.enqueue(q)
+    await asyncio.gather(*workers)
+    assert sorted(d.task.task_id for d in got) == sorted(q.task_id for q in queued)
+    assert all(d.attempt == 1 for d in got)
+
+
+async def test_an_acked_task_is_never_delivered_again(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.5)
+    await queue.enqueue(task())
+    delivery = delivered(await queue.receive(timeout_s=5))
+    await delivery.ack()
+    await delivery.ack()  # twice is harmless
+    assert await queue.receive(timeout_s=1.2) is None
+
+
+async def test_a_termed_task_is_never_delivered_again(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.5)
+    await queue.enqueue(task())
+    delivery = delivered(await queue.receive(timeout_s=5))
+    await delivery.term()
+    assert await queue.receive(timeout_s=1.2) is None
+
+
+async def test_an_unacked_task_is_delivered_again_after_the_deadline(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.5)
+    queued = task()
+    await queue.enqueue(queued)
+    first = delivered(await queue.receive(timeout_s=5))
+    assert await queue.receive(timeout_s=0.1) is None  # hidden while the deadline runs
+    started = time.monotonic()
+    second = delivered(await queue.receive(timeout_s=5))
+    assert second.task == queued
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert time.monotonic() - started >= 0.2
+    third = delivered(await queue.receive(timeout_s=5))
+    assert third.attempt == 3
+    await third.ack()
+
+
+async def test_in_progress_extends_the_deadline(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.6)
+    await queue.enqueue(task())
+    delivery = delivered(await queue.receive(timeout_s=5))
+    for _ in range(6):  # 1.2 s in all, twice the ack deadline
+        await asyncio.sleep(0.2)
+        await delivery.in_progress()
+        assert await queue.receive(timeout_s=0) is None
+    await delivery.ack()
+    assert await queue.receive(timeout_s=1) is None
+
+
+async def test_nak_delivers_again_after_the_delay(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=30)
+    queued = task()
+    await queue.enqueue(queued)
+    first = delivered(await queue.receive(timeout_s=5))
+    started = time.monotonic()
+    await first.nak(0.5)
+    assert await queue.receive(timeout_s=0.2) is None
+    again = delivered(await queue.receive(timeout_s=5))
+    assert time.monotonic() - started >= 0.4
+    assert again.task == queued
+    assert again.attempt == 2
+    await again.ack()
+
+
+async def test_nak_without_delay_delivers_again_at_once(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=30)
+    await queue.enqueue(task())
+    first = delivered(await queue.receive(timeout_s=5))
+    waiting = asyncio.ensure_future(queue.receive(timeout_s=10))
+    await asyncio.sleep(0.05)
+    await first.nak(0)
+    again = delivered(await asyncio.wait_for(waiting, 3))
+    assert again.attempt == 2
+    await again.ack()
+
+
+async def test_a_nakked_task_does_not_hold_up_the_others(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=30)
+    slow, other = task(), task()
+    await queue.enqueue(slow)
+    first = delivered(await queue.receive(timeout_s=5))
+    await first.nak(10)
+    await queue.enqueue(other)
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task == other
+    await delivery.ack()
+
+
+async def test_a_task_is_not_delivered_more_than_max_deliver_times(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.4, max_deliver=2)
+    await queue.enqueue(task())
+    first = delivered(await queue.receive(timeout_s=5))
+    second = delivered(await queue.receive(timeout_s=5))
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert await queue.receive(timeout_s=1.5) is None
+    # Other tasks still flow.
+    fresh = task()
+    await queue.enqueue(fresh)
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task == fresh
+
+
+async def test_tenant_travels_with_the_task(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    queued = task("tenant-z")
+    await queue.enqueue(queued)
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task.tenant == "tenant-z"
+    await delivery.ack()
