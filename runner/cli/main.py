@@ -1,7 +1,7 @@
 """`codex-sys`: the command line (argument parsing and dispatch; the work is in `runner.cli.commands`).
 
 Exit codes: 0 success (for `run`/`watch`: the task COMPLETED), 1 the task ended otherwise, 2 bad input
-(usage, unknown task, invalid workspace), 3 the runner is unreachable or refused the credentials.
+(usage, unknown task, invalid workspace, a request the task's state does not allow), 3 the runner is unreachable or refused the credentials.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runner.domain.errors import CodexError, InvalidArgument, NotFound, Unauthenticated, Unavailable
+from runner.domain.errors import (
+    CodexError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 
 EXIT_OK, EXIT_TASK, EXIT_INPUT, EXIT_RUNNER = 0, 1, 2, 3
 
@@ -94,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands.dispatch(args))
     except KeyboardInterrupt:
         return 130
-    except (InvalidArgument, NotFound) as exc:
+    except (InvalidArgument, NotFound, FailedPrecondition) as exc:
         sys.stderr.write(f"codex-sys: {exc}\n")
         return EXIT_INPUT
     except (Unavailable, Unauthenticated) as exc:

@@ -1,0 +1,143 @@
+"""End-to-end fixtures: the real `codex-sys` console script, the embedded runner it starts on demand
+(real gRPC over its unix socket, real bubblewrap sandboxes), and a scripted OpenAI-compatible provider
+on a real TCP port that the runner reaches through its gateway, holding a provider key the sandbox must
+never see."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.scripted_llm import Scenario, ScriptedLLMServer
+
+REPO = Path(__file__).resolve().parents[2]
+CODEX = str(Path(sys.executable).parent / "codex-sys")
+PROVIDER_KEY = "sk-test-provider-key-4f1c9a7e3b2d"
+HOST_SECRET = "host-secret-value-8d2e61"
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        lines = self.json_lines()
+        assert lines and lines[-1]["type"] == "result", self.stderr[-3000:]
+        return lines[-1]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [line for line in self.json_lines() if line["type"] == "event"]
+
+
+@dataclass
+class Codex:
+    """Runs the real CLI against a private CODEX_SYS_HOME and the test's provider."""
+
+    home: Path
+    env: dict[str, str]
+    started: list[str] = field(default_factory=list)
+
+    async def run(self, *args: str, cwd: Path | None = None, timeout: float = 60) -> CliResult:
+        proc = await asyncio.create_subprocess_exec(
+            CODEX, *args, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+            raise AssertionError(f"codex-sys {' '.join(args)} did not finish in {timeout} s:\n"
+                                 f"{err.decode()[-3000:]}") from None
+        return CliResult(proc.returncode or 0, out.decode(), err.decode())
+
+    async def start(self, *args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            CODEX, *args, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def runner_log(self) -> str:
+        path = self.home / "runner.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # Unix socket paths are limited to 107 bytes: keep CODEX_SYS_HOME short.
+    path = Path(tempfile.mkdtemp(prefix="cx-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Provider:
+    server: ScriptedLLMServer
+    base_url: str
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+@pytest.fixture
+async def provider_factory() -> AsyncIterator[Any]:
+    servers: list[ScriptedLLMServer] = []
+
+    async def start(scenario: Scenario | dict[str, Any]) -> Provider:
+        if isinstance(scenario, dict):
+            scenario = Scenario.from_dict(scenario)
+        server = ScriptedLLMServer(default=scenario, api_key=PROVIDER_KEY)
+        servers.append(server)
+        return Provider(server, await server.start_tcp("127.0.0.1", 0))
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def codex_factory(short_tmp: Path) -> AsyncIterator[Any]:
+    made: list[Codex] = []
+
+    async def make(provider: Provider) -> Codex:
+        home = short_tmp / f"home{len(made)}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
+        env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=provider.base_url, OPENAI_API_KEY=PROVIDER_KEY,
+                   CODEX_SYS_MODEL="scripted-e2e", CODEX_SYS_WARM_POOL="1", CODEX_SYS_TEST_SECRET=HOST_SECRET,
+                   CODEX_SYS_LOG_LEVEL="INFO")
+        codex = Codex(home, env)
+        made.append(codex)
+        return codex
+
+    yield make
+    for codex in made:
+        await codex.run("runner", "stop", timeout=30)
+
+
+def copy_example(dest: Path, name: str = "calc") -> Path:
+    target = dest / name
+    shutil.copytree(REPO / "examples" / name, target)
+    return target
+
+
+def all_text_of(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(folder.iterdir()) if p.is_file())
