@@ -1,7 +1,8 @@
 """`codex-sys`: the command line (argument parsing and dispatch; the work is in `runner.cli.commands`).
 
 Exit codes: 0 success (for `run`/`watch`: the task COMPLETED), 1 the task ended otherwise, 2 bad input
-(usage, unknown task, invalid workspace, a request the task's state does not allow), 3 the runner is unreachable or refused the credentials.
+(usage, unknown task, invalid workspace, a request the task's state does not allow), 3 the runner is
+unreachable or refused the credentials.
 """
 
 from __future__ import annotations

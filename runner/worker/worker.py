@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from agent.wire import AgentResult, AgentTaskSpec, WireError
 from runner.domain import models as m
 from runner.domain.errors import CodexError, NotFound, TemporaryError
-from runner.ports import Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
-from runner.tasks.service import TaskService
 from runner.gateway.budget import Budget
 from runner.gateway.session import SessionReport
+from runner.ports import Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
+from runner.tasks.service import TaskService
 from runner.worker.sessions import LLMSessions
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ import pytest
 
 from runner.domain.models import ARTIFACT_NAMES
 from runner.scripted_llm import Scenario
+
 from .conftest import PROVIDER_KEY, copy_example
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
