@@ -1,8 +1,8 @@
 """JSON form of task records and events, for stores that keep them as text (SQLite here; a NATS KV
 value or stream message would use the same form).
 
-The codec walks the dataclasses of `runner.domain.models` by their type hints, so a field added there is
-stored without touching this module. Decoding is strict, because stored data that does not decode is a
+The codec follows the type hints of the dataclasses of `runner.domain.models` (an encoder and a decoder
+are built once per type), so a field added there is stored without touching this module. Decoding is strict, because stored data that does not decode is a
 bug to surface, not to paper over:
 
 * an unknown key, a wrong JSON type (`true` for an int, `1.5` for an int, a number for a string), an
@@ -23,7 +23,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.domain.errors import CodexError, PermanentError
@@ -61,7 +61,7 @@ _KIND_OF: Mapping[type, str] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()
 
 
 def encode_task(record: TaskRecord) -> str:
-    return _dumps(to_json(record))
+    return _dumps(_encoder(TaskRecord)(record))
 
 
 def decode_task(text: str | bytes) -> TaskRecord:
@@ -89,13 +89,15 @@ def decode_event(text: str | bytes) -> Event:
     obj = _loads(text)
     if not isinstance(obj, dict) or set(obj) != {"task_id", "seq", "time", "payload"}:
         raise DecodeError("an event must be an object with exactly task_id, seq, time and payload")
-    return Event(task_id=_decode(str, obj["task_id"], "event.task_id"), seq=_decode(int, obj["seq"], "event.seq"),
-                 time=_decode(float, obj["time"], "event.time"), payload=payload_from_json(obj["payload"]))
+    try:
+        task_id, seq, at = _decode_str(obj["task_id"]), _decode_int(obj["seq"]), _decode_float(obj["time"])
+    except _Bad as bad:
+        raise DecodeError(f"event: {bad}") from None
+    return Event(task_id=task_id, seq=seq, time=at, payload=payload_from_json(obj["payload"]))
 
 
 def payload_to_json(payload: EventPayload) -> dict[str, Any]:
-    body = to_json(payload)
-    assert isinstance(body, dict)
+    body = _encoder(type(payload))(payload)
     return {"type": payload_kind(payload), **body}
 
 
@@ -109,17 +111,9 @@ def payload_from_json(obj: object) -> EventPayload:
     return from_json(cls, {k: v for k, v in obj.items() if k != "type"}, kind)
 
 
-def to_json(value: object) -> object:
-    """A domain value as plain JSON data (dicts, lists, str, int, float, bool, None)."""
-    if isinstance(value, enum.Enum):
-        return value.name
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [to_json(v) for v in value]
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+def to_json(value: object) -> Any:
+    """A domain dataclass as plain JSON data (dicts, lists, str, int, float, bool, None)."""
+    return _encoder(type(value))(value)
 
 
 T = typing.TypeVar("T")
@@ -127,10 +121,28 @@ T = typing.TypeVar("T")
 
 def from_json(cls: type[T], obj: object, where: str = "") -> T:
     """Decode plain JSON data into the dataclass `cls`, strictly (see the module docstring)."""
-    return typing.cast(T, _decode(cls, obj, where or cls.__name__))
+    try:
+        return typing.cast(T, _decoder(cls)(obj))
+    except _Bad as bad:
+        raise DecodeError(f"{where or cls.__name__}{''.join(reversed(bad.path))}: {bad}") from None
 
 
 # ---- internals ------------------------------------------------------------------------------------------
+#
+# An encoder and a decoder are built once per type from its type hints (`_encoder`, `_decoder`) and
+# cached, so encoding or decoding a record walks prepared closures rather than inspecting types again.
+# Decoders raise `_Bad`; each enclosing dataclass or tuple adds its step to the path on the way out, so
+# the path of the offending field is only built when something is wrong.
+
+
+class _Bad(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.path: list[str] = []
+
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[object], Any]
 
 
 def _dumps(obj: object) -> str:
@@ -157,57 +169,147 @@ def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
         for f in dataclasses.fields(cls))
 
 
-def _decode(tp: Any, value: object, where: str) -> Any:
-    if tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, str) and value in tp.__members__:
-            return tp.__members__[value]
-        raise DecodeError(f"{where}: {str(value)[:80]!r} is not one of {', '.join(tp.__members__)}")
-    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _decode_dataclass(tp, value, where)
-    elif typing.get_origin(tp) is tuple:
-        args = typing.get_args(tp)
-        if len(args) != 2 or args[1] is not Ellipsis:
-            raise TypeError(f"{where}: only tuple[X, ...] is supported")
-        if isinstance(value, list):
-            return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    elif typing.get_origin(tp) in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(options) != 1:
-            raise TypeError(f"{where}: only X | None unions are supported")
-        return None if value is None else _decode(options[0], value, where)
-    else:
-        raise TypeError(f"{where}: cannot decode type {tp!r}")
-    name = getattr(tp, "__name__", str(tp))
-    raise DecodeError(f"{where}: expected {name}, got {type(value).__name__} {str(value)[:80]!r}")
+def _identity(value: Any) -> Any:
+    return value
 
 
-def _decode_dataclass(cls: type, value: object, where: str) -> object:
-    if not isinstance(value, dict):
-        raise DecodeError(f"{where}: expected an object, got {type(value).__name__}")
-    fields = _fields(cls)
-    known = {name for name, _, _ in fields}
-    unknown = [k for k in value if k not in known]
-    if unknown:
-        raise DecodeError(f"{where}: unknown field {unknown[0]!r}")
-    kwargs: dict[str, Any] = {}
-    for name, tp, required in fields:
-        if name in value:
-            kwargs[name] = _decode(tp, value[name], f"{where}.{name}")
-        elif required:
-            raise DecodeError(f"{where}: missing field {name!r}")
-    try:
-        return cls(**kwargs)
-    except CodexError as exc:  # a value the dataclass itself refuses (a malformed digest)
-        raise DecodeError(f"{where}: {exc}") from exc
+_ENCODERS: dict[object, Encoder] = {}
+_DECODERS: dict[object, Decoder] = {}
+
+
+def _encoder(tp: object) -> Encoder:
+    enc = _ENCODERS.get(tp)
+    if enc is None:
+        enc = _ENCODERS[tp] = _build_encoder(tp)
+    return enc
+
+
+def _decoder(tp: object) -> Decoder:
+    dec = _DECODERS.get(tp)
+    if dec is None:
+        dec = _DECODERS[tp] = _build_decoder(tp)
+    return dec
+
+
+def _build_encoder(tp: Any) -> Encoder:
+    if tp in (str, int, float, bool):
+        return _identity
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return lambda value: value.name
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        fields = [(name, _encoder(ftp)) for name, ftp, _ in _fields(tp)]
+        return lambda value: {name: enc(getattr(value, name)) for name, enc in fields}
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _encoder(args[0])
+        return lambda value: [item(v) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            inner = _encoder(options[0])
+            return lambda value: None if value is None else inner(value)
+    raise TypeError(f"cannot encode type {tp!r} as JSON")
+
+
+def _show(value: object) -> str:
+    return f"{type(value).__name__} {str(value)[:80]!r}"
+
+
+def _decode_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Bad(f"expected str, got {_show(value)}")
+
+
+def _decode_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Bad(f"expected bool, got {_show(value)}")
+
+
+def _decode_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Bad(f"expected int, got {_show(value)}")
+
+
+def _decode_float(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise _Bad(f"expected float, got {_show(value)}")
+
+
+_PRIMITIVES: dict[type, Decoder] = {str: _decode_str, bool: _decode_bool, int: _decode_int, float: _decode_float}
+
+
+def _build_decoder(tp: Any) -> Decoder:
+    if tp in _PRIMITIVES:
+        return _PRIMITIVES[tp]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum_decoder(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _tuple_decoder(_decoder(args[0]))
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            inner = _decoder(options[0])
+            return lambda value: None if value is None else inner(value)
+    raise TypeError(f"cannot decode type {tp!r} from JSON")
+
+
+def _enum_decoder(cls: type[enum.Enum]) -> Decoder:
+    members = cls.__members__
+
+    def decode(value: object) -> enum.Enum:
+        if isinstance(value, str) and value in members:
+            return members[value]
+        raise _Bad(f"{str(value)[:80]!r} is not one of {', '.join(members)}")
+    return decode
+
+
+def _tuple_decoder(item: Decoder) -> Decoder:
+    def decode(value: object) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _Bad(f"expected an array, got {_show(value)}")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v))
+            except _Bad as bad:
+                bad.path.append(f"[{i}]")
+                raise
+        return tuple(out)
+    return decode
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    spec = _fields(cls)
+    known = frozenset(name for name, _, _ in spec)
+    # Resolved lazily: a dataclass may refer to itself or to one not built yet.
+    fields: list[tuple[str, Decoder, bool]] = []
+
+    def decode(value: object) -> object:
+        if not fields:
+            fields.extend((name, _decoder(ftp), required) for name, ftp, required in spec)
+        if not isinstance(value, dict):
+            raise _Bad(f"expected an object, got {type(value).__name__}")
+        if not known.issuperset(value):
+            raise _Bad(f"unknown field {next(k for k in value if k not in known)!r}")
+        kwargs: dict[str, Any] = {}
+        for name, dec, required in fields:
+            if name in value:
+                try:
+                    kwargs[name] = dec(value[name])
+                except _Bad as bad:
+                    bad.path.append(f".{name}")
+                    raise
+            elif required:
+                raise _Bad(f"missing field {name!r}")
+        try:
+            return cls(**kwargs)
+        except CodexError as exc:  # a value the dataclass itself refuses (a malformed digest)
+            raise _Bad(str(exc)) from exc
+    return decode
