@@ -25,7 +25,7 @@ from runner.adapters.embedded.sqlite_event_log import SqliteEventLog
 from runner.adapters.embedded.sqlite_task_queue import SqliteTaskQueue
 from runner.adapters.embedded.sqlite_task_store import SqliteTaskStore
 from runner.adapters.local_executor.executor import LocalExecutor
-from runner.api.auth import Authenticator, load_token_file
+from runner.api.auth import load_token_file
 from runner.api.codec import manifest_from_bytes, manifest_to_bytes
 from runner.api.server import ApiServer
 from runner.config import HomeLayout, LLMSettings
@@ -72,6 +72,7 @@ class EmbeddedConfig:
     tcp_listen: tuple[str, ...] = ()
     token_file: Path | None = None
     scripted_scenario: str = DEFAULT_SCENARIO
+    max_blob_bytes: int = MAX_BLOB_BYTES
     limits: ServiceLimits = field(default_factory=ServiceLimits)
 
     @classmethod
@@ -120,7 +121,7 @@ class EmbeddedRunner:
         self._db = await open_state_db(home.state_db)
         store, events = SqliteTaskStore(self._db), SqliteEventLog(self._db)
         queue = SqliteTaskQueue(self._db)
-        self._blobs = FsBlobStore(home.blobs, MAX_BLOB_BYTES)
+        self._blobs = FsBlobStore(home.blobs, cfg.max_blob_bytes)
         llm = cfg.llm
         if cfg.run_worker and not (llm.base_url or llm.api_key):
             self._scripted = ScriptedLLMServer(default=_load_scenario(cfg.scripted_scenario))
@@ -140,10 +141,10 @@ class EmbeddedRunner:
             self._worker_task.add_done_callback(_log_exit)
         if cfg.run_api:
             tokens = load_token_file(cfg.token_file) if cfg.token_file else {}
-            self._api = ApiServer(self.service, Authenticator(tokens))
+            self._api = ApiServer(self.service)
             self._api.add_unix(home.runner_socket)
             for address in cfg.tcp_listen:
-                self._api.add_tcp(address)
+                self._api.add_tcp(address, tokens)
             await self._api.start()
 
     @property

@@ -1,12 +1,15 @@
-"""The gRPC server: the Runner service, health checking, reflection, auth, keepalive.
+"""The gRPC servers: the Runner service, health checking, reflection, auth, keepalive.
 
-Listens on a unix socket (the embedded runner: created 0600 so only its owner can call it) and/or TCP
-(`host:port`, bearer tokens required). Health is SERVING while the runner accepts tasks and NOT_SERVING
-while it drains.
+One server per kind of listener, each with its own idea of who is calling:
+- a unix socket (the embedded runner): created 0600, so only its owner can connect; callers are the
+  local tenant, no token needed;
+- TCP (`host:port`): every call needs `authorization: Bearer <token>`, the token names the tenant.
+Health is SERVING while the runner accepts tasks and NOT_SERVING while it drains.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -31,49 +34,58 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+_HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 class ApiServer:
-    def __init__(self, service: TaskService, auth: Authenticator) -> None:
-        self._server = aio.server(interceptors=[AuthInterceptor(auth)], options=SERVER_OPTIONS)
-        add_to_server(RunnerServicer(service, auth), self._server)
+    def __init__(self, service: TaskService) -> None:
+        self._service = service
         self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), self._server)
-        self._auth = auth
+        self._servers: list[aio.Server] = []
+        self._unix_paths: list[Path] = []
         self.tcp_port: int | None = None
+
+    def _server(self, auth: Authenticator) -> aio.Server:
+        server = aio.server(interceptors=[AuthInterceptor(auth)], options=SERVER_OPTIONS)
+        add_to_server(RunnerServicer(self._service, auth), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, _HEALTH_NAME, reflection.SERVICE_NAME), server)
+        self._servers.append(server)
+        return server
 
     def add_unix(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
             path.unlink()
-        # The socket file is created with the process umask: make it private from the start.
+        server = self._server(Authenticator())
+        # The socket file takes the process umask: make it private from its creation on.
         old = os.umask(0o177)
         try:
-            self._server.add_insecure_port(f"unix:{path}")
+            server.add_insecure_port(f"unix:{path}")
         finally:
             os.umask(old)
-        self._unix_path = path
+        self._unix_paths.append(path)
 
-    def add_tcp(self, address: str) -> int:
-        if self._auth.open:
+    def add_tcp(self, address: str, tokens: dict[str, str]) -> int:
+        if not tokens:
             raise ValueError("a TCP listener needs bearer tokens (--token-file); refusing to serve without auth")
-        self.tcp_port = self._server.add_insecure_port(address)
-        return self.tcp_port
+        port: int = self._server(Authenticator(tokens)).add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        self.tcp_port = port
+        return port
 
     async def start(self) -> None:
-        await self._server.start()
-        unix_path = getattr(self, "_unix_path", None)
-        if unix_path is not None:
-            os.chmod(unix_path, 0o600)
+        for server in self._servers:
+            await server.start()
+        for path in self._unix_paths:
+            os.chmod(path, 0o600)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        log.info("api listening", extra={"unix": str(unix_path) if unix_path else None, "tcp": self.tcp_port})
+        log.info("api listening", extra={"unix": ",".join(map(str, self._unix_paths)) or None, "tcp": self.tcp_port})
 
     async def drain(self) -> None:
         await self._health.enter_graceful_shutdown()
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        await self._server.stop(grace_s)
+        await asyncio.gather(*(server.stop(grace_s) for server in self._servers))

@@ -8,6 +8,7 @@ workspace when resolved from the link's own folder.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 
 from runner.domain.errors import InvalidArgument
 from runner.domain.models import FileKind, Manifest
@@ -35,14 +36,48 @@ def check_relative_path(path: str, what: str = "path") -> str:
     return path
 
 
-def check_symlink_target(link_path: str, target: str) -> None:
-    if not target or "\x00" in target:
-        raise InvalidArgument(f"symlink {link_path!r} has an empty or NUL-containing target")
-    if target.startswith("/"):
-        raise InvalidArgument(f"symlink {link_path!r} points to absolute path {target[:200]!r}, outside the workspace")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise InvalidArgument(f"symlink {link_path!r} points to {target[:200]!r}, outside the workspace")
+MAX_SYMLINK_HOPS = 40
+
+
+def check_symlink_targets(targets: Mapping[str, str]) -> None:
+    """Refuse any symlink that resolves outside the workspace.
+
+    Resolution follows the kernel, not string normalisation: `a/..` after a symlink `a` goes up from
+    where `a` points, so every link in `targets` (link path -> target) is followed as the kernel would.
+    """
+    for link_path, target in targets.items():
+        if not target or "\x00" in target:
+            raise InvalidArgument(f"symlink {link_path!r} has an empty or NUL-containing target")
+        if target.startswith("/"):
+            raise InvalidArgument(
+                f"symlink {link_path!r} points to absolute path {target[:200]!r}, outside the workspace")
+    for link_path, target in targets.items():
+        _resolve(link_path, target, targets)
+
+
+def _resolve(link_path: str, target: str, targets: Mapping[str, str]) -> None:
+    hops = 0
+    # Components still to walk, and the resolved folder so far (as a list of segments under the root).
+    pending = [*target.split("/")]
+    here = link_path.split("/")[:-1]
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                raise InvalidArgument(f"symlink {link_path!r} points to {target[:200]!r}, outside the workspace")
+            here.pop()
+            continue
+        candidate = "/".join([*here, part])
+        inner = targets.get(candidate)
+        if inner is None:
+            here.append(part)
+            continue
+        hops += 1
+        if hops > MAX_SYMLINK_HOPS:
+            raise InvalidArgument(f"symlink {link_path!r} takes more than {MAX_SYMLINK_HOPS} links to resolve")
+        pending = [*inner.split("/"), *pending]
 
 
 def validate_manifest(manifest: Manifest, max_files: int, max_total_bytes: int) -> None:
@@ -69,3 +104,8 @@ def validate_manifest(manifest: Manifest, max_files: int, max_total_bytes: int) 
     clash = seen & dirs
     if clash:
         raise InvalidArgument(f"manifest path {sorted(clash)[0]!r} is both a file and a folder")
+
+
+def check_symlink_target(link_path: str, target: str) -> None:
+    """One symlink on its own (no other links to follow)."""
+    check_symlink_targets({link_path: target})

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from runner.domain import models as m
 from runner.domain.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
-from runner.domain.paths import check_relative_path, check_symlink_target, validate_manifest
+from runner.domain.paths import check_relative_path, check_symlink_targets, validate_manifest
 from runner.ports import BlobStore, EventLog, QueuedTask, TaskQueue, TaskStore
 from runner.tasks.ids import check_task_id, new_task_id
 
@@ -114,10 +114,11 @@ class TaskService:
             raise FailedPrecondition(
                 f"{len(missing)} blob(s) of the snapshot are not uploaded (for {names}"
                 f"{', ...' if len(missing) > 5 else ''}); upload them, then create the task again")
+        targets = {}
         for entry in manifest.entries:
             if entry.kind is m.FileKind.SYMLINK:
-                target = (await self.blobs.get_bytes(tenant, entry.digest)).decode("utf-8", "replace")
-                check_symlink_target(entry.path, target)
+                targets[entry.path] = (await self.blobs.get_bytes(tenant, entry.digest)).decode("utf-8", "replace")
+        check_symlink_targets(targets)
 
     # ---- create / read --------------------------------------------------------------------------
 

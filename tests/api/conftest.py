@@ -1,0 +1,52 @@
+"""A real gRPC runner (embedded adapters, API only, no worker) on a unix socket and on TCP with tokens."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runner.client.connection import RunnerClient
+from runner.composition import EmbeddedConfig, EmbeddedRunner
+from runner.config import HomeLayout, LLMSettings
+from runner.tasks.service import ServiceLimits
+
+TOKEN_A = "token-of-tenant-a-0123456789"
+TOKEN_B = "token-of-tenant-b-9876543210"
+MAX_BLOB = 64 * 1024
+
+
+@dataclass
+class Api:
+    runner: EmbeddedRunner
+    home: HomeLayout
+    tcp: str
+
+    def unix(self) -> RunnerClient:
+        return RunnerClient(f"unix:{self.home.runner_socket}")
+
+    def tenant(self, token: str | None) -> RunnerClient:
+        return RunnerClient(self.tcp, token=token)
+
+
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="cx-api-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def api(short_home: Path) -> AsyncIterator[Api]:
+    tokens = short_home / "tokens"
+    tokens.write_text(f"# token tenant\n{TOKEN_A} tenant-a\n{TOKEN_B} tenant-b\n")
+    home = HomeLayout(short_home / "home")
+    config = EmbeddedConfig(home=home, llm=LLMSettings(None, None, "test-model"), run_worker=False,
+                            tcp_listen=("127.0.0.1:0",), token_file=tokens, max_blob_bytes=MAX_BLOB,
+                            limits=ServiceLimits(max_files=50, max_snapshot_bytes=200_000))
+    async with EmbeddedRunner(config) as runner:
+        yield Api(runner, home, f"127.0.0.1:{runner.tcp_port}")
