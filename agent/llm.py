@@ -170,6 +170,10 @@ class GatewayModel:
             self._sleep(delay)
 
 
+    def close(self) -> None:
+        self._connection.close()
+
+
 def rate_limit_wait(reply: Reply) -> float | None:
     """Seconds to wait before asking again when `reply` is a rate limit, None when it is not one."""
     if reply.status != 429 or reply.header("x-should-retry") == "false":

@@ -74,6 +74,7 @@ class Task:
         self.output = Path(spec.output)
         self.workspace = Workspace(spec.workspace)
         self.repo: ShadowRepo | None = None
+        self.model: GatewayModel | None = None
         self._baseline: Future[str] | None = None
 
     def run(self) -> AgentResult:
@@ -106,6 +107,8 @@ class Task:
         try:
             return self._finish(outcome)
         finally:
+            if self.model is not None:
+                self.model.close()
             pool.shutdown(wait=True)
 
     def _prepare(self, pool: ThreadPoolExecutor) -> AgentLoop:
@@ -129,7 +132,8 @@ class Task:
                                agents_files=agents, focus_paths=spec.focus_paths, focus_range=spec.focus_range)
         _write(self.output / "prompt.txt", render_prompt_file(system, spec.instruction).encode())
         self.events.emit(PhaseEvent("RUNNING"))
-        model = GatewayModel(GatewayConnection(spec.gateway_socket, spec.token, LLM_TIMEOUT_S), spec.model)
+        model = self.model = GatewayModel(GatewayConnection(spec.gateway_socket, spec.token, LLM_TIMEOUT_S),
+                                          spec.model)
         return AgentLoop(model, toolbox, self.events, system_prompt=system, instruction=spec.instruction,
                          max_steps=spec.max_steps, ready=baseline.result)
 

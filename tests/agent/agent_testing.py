@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,13 @@ from agent.baseline import ShadowRepo
 from agent.paths import Workspace
 from agent.tools import Toolbox, ToolResult
 from agent.wire import AgentEvent, AgentResult
+from runner.config import LLMSettings
+from runner.domain.models import TokenUsage
+from runner.gateway import Budget, Gateway
+from runner.scripted_llm import Scenario, ScriptedLLMServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_KEY = "sk-provider-key-never-in-the-sandbox"
 
 
 @dataclass
@@ -115,3 +121,62 @@ async def run_agent(spec_line: bytes, output: Path, *, timeout_s: float = 60.0) 
     assert stdout == b"", "the agent must not print to stdout"
     assert proc.returncode is not None
     return AgentRun(proc.returncode, stderr.decode(), output)
+
+
+# ---- the runner side: a real gateway in front of the scripted model -------------------------------------
+
+
+@dataclass
+class GatewaySink:
+    """A working `AgentEventSink` for the gateway: keeps every event with the time it arrived."""
+
+    received: list[tuple[float, str, AgentEvent]] = field(default_factory=list)
+    posts: int = 0
+
+    async def agent_events(self, task_id: str, events: Sequence[AgentEvent]) -> None:
+        now = time.monotonic()
+        self.posts += 1
+        self.received.extend((now, task_id, e) for e in events)
+
+    async def token_usage(self, task_id: str, usage: TokenUsage, total: TokenUsage) -> None:
+        pass
+
+    @property
+    def events(self) -> list[AgentEvent]:
+        return [e for _, _, e in self.received]
+
+
+@dataclass
+class Stack:
+    """The scripted provider, the gateway on a unix socket, and the sink behind it."""
+
+    provider: ScriptedLLMServer
+    gateway: Gateway
+    sink: GatewaySink
+    socket: Path
+
+    def open_session(self, task_id: str = "t-agent-test", budget: Budget | None = None) -> str:
+        return self.gateway.open_session(task_id, "tenant-a", budget or Budget(requests_per_second=1000))
+
+    def chat_bodies(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.provider.chat_requests]
+
+
+async def start_stack(folder: Path, scenario: dict[str, Any]) -> Stack:
+    provider = ScriptedLLMServer(Scenario.from_dict(scenario), api_key=PROVIDER_KEY)
+    base_url = await provider.start_tcp("127.0.0.1", 0)
+    sink = GatewaySink()
+    socket = folder / "gw.sock"
+    gateway = Gateway(LLMSettings(base_url=base_url, api_key=PROVIDER_KEY, model="scripted"), sink, socket,
+                      folder / "transcripts")
+    try:
+        await gateway.start()
+    except BaseException:
+        await provider.close()
+        raise
+    return Stack(provider, gateway, sink, socket)
+
+
+async def stop_stack(stack: Stack) -> None:
+    await stack.gateway.close()
+    await stack.provider.close()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agent_testing import RecordingSink, make_toolbox
+from agent_testing import RecordingSink, Stack, make_toolbox, start_stack, stop_stack
 
 from agent.baseline import ShadowRepo
 from agent.tools import Toolbox
@@ -42,3 +43,17 @@ def short_dir() -> Iterator[Path]:
     # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer.
     with tempfile.TemporaryDirectory(prefix="agent-", dir="/tmp") as d:
         yield Path(d)
+
+
+@pytest.fixture
+async def make_stack(short_dir: Path) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[Stack]]]:
+    stacks: list[Stack] = []
+
+    async def make(scenario: dict[str, Any]) -> Stack:
+        stack = await start_stack(short_dir, scenario)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        await stop_stack(stack)
