@@ -59,6 +59,8 @@ class BlobIndex:
                 absent = self._absent(store_dir, hashes)
         if not absent:
             return []
+        if len(hashes) == len(digests):  # no duplicates: keep the order, nothing to drop
+            return [d for d in digests if d.hash in absent]
         out: list[Digest] = []
         seen: set[tuple[str, int]] = set()
         for d in digests:

@@ -2,8 +2,8 @@
 value or stream message would use the same form).
 
 The codec follows the type hints of the dataclasses of `runner.domain.models` (an encoder and a decoder
-are built once per type), so a field added there is stored without touching this module. Decoding is strict, because stored data that does not decode is a
-bug to surface, not to paper over:
+are built once per type), so a field added there is stored without touching this module. Decoding is
+strict, because stored data that does not decode is a bug to surface, not to paper over:
 
 * an unknown key, a wrong JSON type (`true` for an int, `1.5` for an int, a number for a string), an
   enum name that does not exist or a malformed digest raises `DecodeError` naming the field's path;
