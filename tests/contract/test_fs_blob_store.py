@@ -4,6 +4,7 @@ its files, tenant-name checks, persistence, and the helpers the local executor u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -210,6 +211,35 @@ async def test_a_cancelled_commit_leaves_either_the_blob_or_nothing(store: FsBlo
     assert list((tmp_path / "blobs" / ".tmp").iterdir()) == []
     if not await store.find_missing(TENANT, [digest]):
         assert await store.get_bytes(TENANT, digest) == data
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_abandoned_and_cancelled_reads_release_their_files(store: FsBlobStore) -> None:
+    data = os.urandom(4 << 20)
+    digest = await store.put_bytes(TENANT, data)
+    before = open_fds()
+    for _ in range(5):
+        async for _chunk in store.read(TENANT, digest, chunk_size=1 << 20):
+            break  # abandon after the first chunk
+    for delay in (0, 0.001, 0.005):
+        reading = asyncio.create_task(read_all(store, digest))
+        await asyncio.sleep(delay)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    async with asyncio.timeout(5):
+        while open_fds() > before:
+            await asyncio.sleep(0.01)
+    # Nothing was consumed from someone else's file: every blob still reads back whole and sound.
+    assert await read_all(store, digest) == data
+    assert await store.find_missing(TENANT, [digest]) == []
+
+
+async def read_all(store: FsBlobStore, digest: Digest) -> bytes:
+    return b"".join([chunk async for chunk in store.read(TENANT, digest, chunk_size=1 << 20)])
 
 
 async def test_temp_files_of_a_crashed_process_are_swept(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -133,8 +134,16 @@ class FsBlobStore:
             raise InvalidArgument(f"chunk size {chunk_size} must be positive")
         path = self._blob_path(tenant, digest)
         self._check_open()
-        first = await self._io.run(lambda: self._open_blob(tenant, digest, chunk_size),
-                                   nbytes=min(digest.size, chunk_size))
+        # The file descriptor is closed only once no I/O thread uses it any more: closing it under a
+        # running read could let the number be reused by another open file, which that read would then
+        # consume. A reader that is cancelled or stops early leaves the closing to the pending read.
+        opening = self._io.submit(lambda: self._open_blob(tenant, digest, chunk_size),
+                                  nbytes=min(digest.size, chunk_size))
+        try:
+            first = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
         if isinstance(first, bytes):  # small enough to have been read and verified in one hop
             if first:
                 yield first
@@ -142,15 +151,20 @@ class FsBlobStore:
         fd = first
         hasher = hashlib.sha256()
         size = 0
+        reading: asyncio.Future[bytes] | None = None
         try:
             while True:
-                chunk = await self._io.run(lambda: self._read_chunk(fd, chunk_size, hasher), nbytes=chunk_size)
+                reading = self._io.submit(lambda: self._read_chunk(fd, chunk_size, hasher), nbytes=chunk_size)
+                chunk = await asyncio.shield(reading)
                 if not chunk:
                     break
                 size += len(chunk)
                 yield chunk
         finally:
-            os.close(fd)  # a single cheap syscall; not worth a hop
+            if reading is not None and not reading.done():
+                reading.add_done_callback(functools.partial(_close_after, fd))
+            else:
+                os.close(fd)  # a single cheap syscall; not worth a hop
         if hasher.hexdigest() != digest.hash or size != digest.size:
             await self._io.run(lambda: self._quarantine(path, tenant, digest))
             raise Unavailable(f"blob {digest} of tenant {tenant!r} is corrupt on disk (its bytes no longer match "
@@ -372,6 +386,17 @@ class FsBlobStore:
             _write_all(dst, [chunk])
             size += len(chunk)
         return size == digest.size and hasher.hexdigest() == digest.hash
+
+
+def _close_after(fd: int, pending: asyncio.Future[bytes]) -> None:
+    if not pending.cancelled():
+        pending.exception()  # retrieved: nobody awaits it any more
+    os.close(fd)
+
+
+def _close_opened(opening: asyncio.Future[bytes | int]) -> None:
+    if not opening.cancelled() and opening.exception() is None and isinstance(fd := opening.result(), int):
+        os.close(fd)
 
 
 def _mismatch(digest: Digest, actual: str) -> InvalidArgument:
