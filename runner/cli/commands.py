@@ -27,7 +27,7 @@ from runner.cli.main import EXIT_INPUT, EXIT_OK, EXIT_TASK
 from runner.cli.render import ProgressView
 from runner.cli.snapshotting import save_cache, snapshot_workspace
 from runner.client.connection import RunnerClient
-from runner.client.upload import upload_snapshot
+from runner.client.upload import submit_task
 from runner.config import HomeLayout, codex_home
 from runner.domain import models as m
 from runner.domain.errors import InvalidArgument, Unavailable
@@ -137,9 +137,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         limits = m.TaskLimits(wall_time_s=args.timeout, max_steps=args.max_steps, max_llm_requests=0,
                               max_llm_tokens=0, command_timeout_s=0)
     async with _connect(args) as client:
-        stats = await upload_snapshot(client, snapshot.manifest, snapshot.sources)
-        task = await client.create_task(args.instruction, manifest_digest=stats.manifest_digest, model=args.model,
-                                        request_id=uuid.uuid4().hex, limits=limits)
+        task, stats = await submit_task(client, snapshot.manifest, snapshot.sources, args.instruction,
+                                        model=args.model, request_id=uuid.uuid4().hex, limits=limits)
         await save_cache(cache)
         if args.json:
             _emit({"type": "submitted", "task_id": task.id, "files": len(snapshot.manifest.entries),

@@ -13,12 +13,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner.api import codec
 from runner.client.connection import RunnerClient
 from runner.domain import models as m
-from runner.domain.errors import InvalidArgument
+from runner.domain.errors import FailedPrecondition, InvalidArgument
 
 MESSAGE_BYTES = 2 << 20
 CHUNK_BYTES = 1 << 20
@@ -100,11 +101,16 @@ async def _requests(items: Sequence[tuple[m.Digest, BlobSource]]) -> AsyncIterat
 
 
 async def upload_snapshot(client: RunnerClient, manifest: m.Manifest,
-                          sources: Mapping[m.Digest, BlobSource]) -> UploadStats:
+                          sources: Mapping[m.Digest, BlobSource], verify_all: bool = False) -> UploadStats:
     started = time.perf_counter()
     manifest_bytes = codec.manifest_to_bytes(manifest)
     manifest_digest = m.Digest.of(manifest_bytes)
     wanted = list(dict.fromkeys([*(e.digest for e in manifest.entries), manifest_digest]))
+    # The runner stores a manifest only after its own blobs (they are uploaded first), so a stored
+    # manifest usually means an unchanged workspace: one digest to ask about instead of thousands.
+    # If a blob went missing since, CreateTask says so and `upload_snapshot(..., verify_all=True)` fixes it.
+    if not verify_all and not await client.find_missing([manifest_digest]):
+        return UploadStats(manifest_digest, len(wanted), 0, 0, time.perf_counter() - started)
     missing = await client.find_missing(wanted)
     blobs_uploaded = bytes_uploaded = 0
     if missing:
@@ -117,3 +123,16 @@ async def upload_snapshot(client: RunnerClient, manifest: m.Manifest,
         blobs_uploaded, bytes_uploaded = await client.upload(_requests(items))
     return UploadStats(manifest_digest, len(wanted), blobs_uploaded, bytes_uploaded,
                        time.perf_counter() - started)
+
+
+async def submit_task(client: RunnerClient, manifest: m.Manifest, sources: Mapping[m.Digest, BlobSource],
+                      instruction: str, **create: Any) -> tuple[m.TaskRecord, UploadStats]:
+    """Upload what the runner lacks and create the task; if the runner reports blobs missing that the
+    quick check took as present, upload with the full check and create again."""
+    stats = await upload_snapshot(client, manifest, sources)
+    try:
+        task = await client.create_task(instruction, manifest_digest=stats.manifest_digest, **create)
+    except FailedPrecondition:
+        stats = await upload_snapshot(client, manifest, sources, verify_all=True)
+        task = await client.create_task(instruction, manifest_digest=stats.manifest_digest, **create)
+    return task, stats

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CancelListener = Callable[[str], Awaitable[None]]
 
 MAX_INSTRUCTION_CHARS = 100_000
+CHECKED_MANIFESTS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class TaskService:
         self._default_model = default_model
         self._limits = limits or ServiceLimits()
         self._cancel_listeners: list[CancelListener] = []
+        self._checked: dict[tuple[str, m.Digest], None] = {}  # insertion-ordered: oldest first
 
     def on_cancel(self, listener: CancelListener) -> None:
         self._cancel_listeners.append(listener)
@@ -147,10 +149,18 @@ class TaskService:
             manifest_digest = await self.blobs.put_bytes(tenant, self._codec.encode(manifest))
         elif req.manifest_digest is not None:
             manifest_digest = req.manifest_digest
-            manifest = await self.load_manifest(tenant, manifest_digest)
+            manifest = None
         else:
             raise InvalidArgument("the task has no source: give a manifest or a manifest digest")
-        await self._check_snapshot(tenant, manifest)
+        # A manifest already checked for this tenant needs no second look: blobs are never removed
+        # while the runner runs (a future garbage collector must clear this memo for what it removes).
+        if (tenant, manifest_digest) not in self._checked:
+            if manifest is None:
+                manifest = await self.load_manifest(tenant, manifest_digest)
+            await self._check_snapshot(tenant, manifest)
+            self._checked[(tenant, manifest_digest)] = None
+            while len(self._checked) > CHECKED_MANIFESTS:
+                self._checked.pop(next(iter(self._checked)))
         limits = _clamp(req.limits, self._limits.default_limits, self._limits.max_limits)
         record = m.TaskRecord(id=task_id, tenant=tenant, instruction=instruction,
                               model=req.model or self._default_model, manifest_digest=manifest_digest,
@@ -164,7 +174,7 @@ class TaskService:
             return existing
         await self.events.append(task_id, m.StateChanged(m.TaskState.QUEUED))
         await self.queue.enqueue(QueuedTask(task_id, tenant))
-        log.info("task created", extra={"task_id": task_id, "tenant": tenant, "files": len(manifest.entries)})
+        log.info("task created", extra={"task_id": task_id, "tenant": tenant, "manifest": str(manifest_digest)})
         return record
 
     async def get(self, tenant: str, task_id: str) -> m.TaskRecord:
