@@ -248,14 +248,14 @@ async def test_a_receiver_gets_a_task_enqueued_by_another_process(tmp_path: Path
 
 async def test_exhausted_tasks_are_listed_until_discarded(tmp_path: Path) -> None:
     async with await open_state_db(tmp_path / "state.db") as db:
-        queue = SqliteTaskQueue(db, ack_wait_s=0.3, max_deliver=2)
+        queue = SqliteTaskQueue(db, ack_wait_s=1.0, max_deliver=2)
         queued = QueuedTask(new_id(), "tenant-a")
         await queue.enqueue(queued)
         for attempt in (1, 2):
             delivery = await queue.receive(timeout_s=5)
             assert delivery is not None and delivery.attempt == attempt
         assert await queue.exhausted() == []  # the last delivery is still running
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.1)
         [exhausted] = await queue.exhausted()
         assert exhausted.task == queued and exhausted.attempts == 2
         await queue.enqueue(queued)  # still known: not queued again
