@@ -293,6 +293,18 @@ async def test_closing_ends_waiting_watchers_and_receivers(tmp_path: Path) -> No
                 await asyncio.wait_for(pending, 5)
 
 
+async def test_closing_the_database_ends_waiting_watchers_and_receivers(tmp_path: Path) -> None:
+    db = await open_state_db(tmp_path / "state.db")
+    log, queue = SqliteEventLog(db), SqliteTaskQueue(db)
+    watching = asyncio.ensure_future(anext(log.watch(new_id())))
+    receiving = asyncio.ensure_future(queue.receive())
+    await asyncio.sleep(0.05)
+    await db.close()
+    for pending in (watching, receiving):
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(pending, 2)
+
+
 async def test_a_closed_database_refuses_calls(tmp_path: Path) -> None:
     db = await StateDB.open(tmp_path / "state.db")
     tasks = SqliteTaskStore(db)

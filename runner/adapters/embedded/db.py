@@ -88,6 +88,7 @@ class StateDB:
             raise
         db = cls(path, executor, conn, poll_interval_s)
         db._poller = asyncio.create_task(db._poll_external_changes(), name=f"state-db-poll:{path}")
+        db._poller.add_done_callback(_log_poller_exit)
         return db
 
     async def __aenter__(self) -> StateDB:
@@ -115,8 +116,8 @@ class StateDB:
         return await self._run(fn, transaction=True, on_commit=on_commit)
 
     def on_external_change(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` (on the event loop) whenever another connection committed; returns a function
-        that removes it."""
+        """Call `callback` (on the event loop) whenever another connection committed, and once when the
+        database closes; returns a function that removes it."""
         self._listeners.append(callback)
         self._listening.set()
 
@@ -128,9 +129,11 @@ class StateDB:
         return remove
 
     async def close(self) -> None:
+        """Close the connection; stores still waiting for changes are woken and get `Unavailable`."""
         if self._closed:
             return
         self._closed = True
+        self._notify()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -173,6 +176,13 @@ class StateDB:
             raise
         return result
 
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("state change listener failed")
+
     async def _poll_external_changes(self) -> None:
         version: int | None = None
         while True:
@@ -190,13 +200,15 @@ class StateDB:
                             extra={"path": str(self.path)})
                 current = version
             if current != version:
-                for callback in list(self._listeners):
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("state change listener failed")
+                self._notify()
             version = current
             await asyncio.sleep(self.poll_interval_s)
+
+
+def _log_poller_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the state database's change poll stopped; other processes' changes are now seen only "
+                  "by periodic re-reads", exc_info=task.exception())
 
 
 def _finished(on_commit: Callable[[T], None] | None, done: asyncio.Future[T]) -> None:
