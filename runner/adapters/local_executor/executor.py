@@ -3,11 +3,12 @@
 A run, end to end:
 
 1. take a sandbox from the warm pool (started earlier: bubblewrap up, the agent imported and blocked
-   reading stdin), or start one now when none is ready; the pool refills in the background;
+   reading stdin), or start one now when none is ready;
 2. lower its limits to the task's (`SandboxLimits.for_task`);
 3. write the snapshot into its workspace folder (`materialize`): the folder is already bound at
    /workspace, and a bind mount shows files added after it was made;
-4. write the task spec line to the agent's stdin: the agent starts working;
+4. write the task spec line to the agent's stdin: the agent starts working, and the pool starts a
+   replacement in the background (not earlier: it would compete with this task's start for the CPU);
 5. wait for it to exit, or kill the whole sandbox when the task's wall time (counted from step 1) runs
    out;
 6. collect /output (`collect_outputs`) and the captured stdout+stderr (`agent.log`) into the BlobStore;
@@ -144,6 +145,11 @@ class LocalExecutor:
                 ro_binds=(*python_installation_binds(), *self._agent.ro_binds),
                 env=env_pairs(sandbox_env()), limits=self._limits, output_limits=self._output_limits,
                 uid=self._uid, gid=self._gid)
+            if not self._cgroups.limits_enforced and os.geteuid() == 0:
+                log.warning("no usable cgroups: sandbox processes are NOT limited in number (RLIMIT_NPROC does not "
+                            "apply to a root runner) and a fork bomb can exhaust the host's processes until its "
+                            "wall time runs out; give the runner writable cgroup v1 memory and pids hierarchies, "
+                            "or run it as a non-root user", extra={"limits_by": self._cgroups.describe()})
             self._pool = WarmPool(self._pool_size, self._start_sandbox)
             self._pool.start()
             self._started = True
@@ -156,6 +162,11 @@ class LocalExecutor:
         await self.start()
         assert self._pool is not None
         await self._pool.wait_ready()
+
+    @property
+    def warm_sandboxes(self) -> int:
+        """Sandboxes started and waiting for a task."""
+        return self._pool.ready if self._pool is not None else 0
 
     @property
     def limits_enforcement(self) -> str:
@@ -180,9 +191,9 @@ class LocalExecutor:
                 log.info("removing a leftover sandbox folder", extra={"path": str(entry)})
                 force_rmtree(entry)
 
-    async def _start_sandbox(self) -> Sandbox:
+    async def _start_sandbox(self, limits: SandboxLimits | None) -> Sandbox:
         assert self._config is not None and self._cgroups is not None
-        return await Sandbox.start(self._config, self._cgroups)
+        return await Sandbox.start(self._config, self._cgroups, limits)
 
     # ---- a run ----------------------------------------------------------------------------------
 
@@ -191,22 +202,29 @@ class LocalExecutor:
         assert self._pool is not None
         limits = self._limits.for_task(job.task.limits)
         t0 = time.monotonic()
-        sandbox, warm = await self._pool.take()
+        sandbox, warm = await self._pool.take(limits)
         ctx = {"task_id": job.task.id, "attempt": job.attempt, "sandbox": sandbox.id}
-        log.info("sandbox assigned", extra={**ctx, "warm": warm,
-                                            "take_ms": round((time.monotonic() - t0) * 1000, 2)})
+        log.info("sandbox assigned", extra={**ctx, "warm": warm, "take_ms": _ms(time.monotonic() - t0)})
         phase = "materialising the snapshot"
         timed_out = False
         try:
             deadline = asyncio.timeout(limits.wall_time_s)
             try:
                 async with deadline:
-                    sandbox.apply_task_limits(limits)
+                    t1 = time.monotonic()
+                    if warm:
+                        sandbox.apply_task_limits(limits)
+                    t2 = time.monotonic()
                     stats = await materialize(self._blobs, job.task.tenant, job.manifest, sandbox.workspace)
-                    log.debug("snapshot materialised", extra={**ctx, "files": stats.files,
-                                                               "symlinks": stats.symlinks, "bytes": stats.bytes})
+                    t3 = time.monotonic()
                     phase = "running"
                     await sandbox.send_spec(job.agent_spec_json)
+                    t4 = time.monotonic()
+                    self._pool.refill()  # now that the task is under way
+                    log.debug("task handed to its sandbox", extra={
+                        **ctx, "files": stats.files, "symlinks": stats.symlinks, "bytes": stats.bytes,
+                        "take_ms": _ms(t1 - t0), "limits_ms": _ms(t2 - t1), "materialise_ms": _ms(t3 - t2),
+                        "spec_ms": _ms(t4 - t3)})
                     await sandbox.wait()
             except TimeoutError:
                 if not deadline.expired():
@@ -220,6 +238,7 @@ class LocalExecutor:
             log.info("sandbox run cancelled; sandbox killed", extra=ctx)
             raise
         finally:
+            self._pool.refill()
             sandbox.kill()  # a no-op once it has exited; at once if materialising failed
             destroying = self._bg.spawn(sandbox.destroy(), f"destroy {sandbox.id}")
             # Shielded: a second cancellation must not leave the sandbox's folders behind.
@@ -247,6 +266,10 @@ class LocalExecutor:
                                             "artifacts": ",".join(a.name for a in outcome.artifacts),
                                             "detail": outcome.detail})
         return outcome
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 def _bwrap_error(log_path: Path) -> str:

@@ -5,11 +5,15 @@ not wait for that. The pool keeps `size` sandboxes already running, each blocked
 from stdin, each with its own empty workspace and output folders already bound in (a bind mount of a
 folder shows files added to it later, so the snapshot can be written after the start).
 
-`take` hands out a warm sandbox (or starts one when none is ready: size 0 means always on demand) and
-refills in the background. A sandbox serves exactly one task. A warm sandbox that is no longer usable
-(it exited while idle, or the gateway was restarted so its bind of the socket is stale) is destroyed
-instead of being handed out; if warm sandboxes keep dying while idle (a broken agent command), refilling
-backs off exponentially up to 30 s instead of spinning.
+`take` hands out a warm sandbox (or starts one when none is ready: size 0 means always on demand);
+the caller calls `refill` once its task is under way, so that starting the replacement does not compete
+with the task's own start for the CPU. Warm sandboxes also start at a lower CPU priority (see
+`Sandbox.start`) and get the normal one back when taken.
+
+A sandbox serves exactly one task. A warm sandbox that is no longer usable (it exited while idle, or
+the gateway was restarted so its bind of the socket is stale) is destroyed instead of being handed out;
+if warm sandboxes keep dying while idle (a broken agent command), refilling backs off exponentially up
+to 30 s instead of spinning.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from runner.adapters.local_executor.background import Background
+from runner.adapters.local_executor.limits import SandboxLimits
 from runner.adapters.local_executor.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,7 @@ _LOG_EXCERPT = 2000
 
 
 class WarmPool:
-    def __init__(self, size: int, start_one: Callable[[], Awaitable[Sandbox]]) -> None:
+    def __init__(self, size: int, start_one: Callable[[SandboxLimits | None], Awaitable[Sandbox]]) -> None:
         if size < 0:
             raise ValueError(f"warm pool size must be >= 0, got {size}")
         self.size = size
@@ -54,8 +59,9 @@ class WarmPool:
         while self._refill is not None and not self._refill.done():
             await asyncio.shield(self._refill)
 
-    async def take(self) -> tuple[Sandbox, bool]:
-        """A sandbox for one task, and whether it was warm."""
+    async def take(self, limits: SandboxLimits) -> tuple[Sandbox, bool]:
+        """A sandbox for one task, and whether it was warm. One started now gets the task's `limits`
+        from its start; a warm one has them applied by the caller."""
         if self._closed:
             raise RuntimeError("the warm pool is closed")
         while self._ready:
@@ -63,13 +69,15 @@ class WarmPool:
             self._unwatch(sandbox)
             if sandbox.usable():
                 self._backoff = 0.0
-                self._kick()
                 return sandbox, True
             log.info("discarding a warm sandbox that is no longer usable",
                      extra={"sandbox": sandbox.id, "exit_code": sandbox.returncode})
             self._bg.spawn(sandbox.destroy(), f"destroy {sandbox.id}")
+        return await self._start_one(limits), False
+
+    def refill(self) -> None:
+        """Start warm sandboxes in the background until the pool is full again."""
         self._kick()
-        return await self._start_one(), False
 
     def _kick(self) -> None:
         if self._closed or self.size == 0:
@@ -82,7 +90,7 @@ class WarmPool:
             if self._backoff:
                 await asyncio.sleep(self._backoff)
             try:
-                sandbox = await self._start_one()
+                sandbox = await self._start_one(None)
             except Exception:
                 self._backoff = min(max(0.5, self._backoff * 2), _MAX_BACKOFF_S)
                 log.warning("could not start a warm sandbox; retrying",

@@ -60,6 +60,10 @@ SANDBOX_PREFIX = "sb-"
 _EXIT_WAIT_S = 5.0
 _LOG_DRAIN_S = 2.0
 _CGROUP_REMOVE_S = 2.0
+_LIMIT_WALKS = 20
+# A warm sandbox starts (interpreter, imports) at this niceness, so that filling the pool yields the CPU
+# to tasks already running; it gets the normal priority back when it is handed its task.
+WARM_NICE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,7 @@ class SandboxConfig:
     gid: int
 
 
-def _enter_sandbox(procs_files: Sequence[str], limits: Sequence[Rlimit]) -> None:
+def _enter_sandbox(procs_files: Sequence[str], limits: Sequence[Rlimit], nice: int) -> None:
     """Runs in the child after fork, before exec of bubblewrap."""
     for path in procs_files:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -88,6 +92,21 @@ def _enter_sandbox(procs_files: Sequence[str], limits: Sequence[Rlimit]) -> None
         finally:
             os.close(fd)
     set_own_rlimits(limits)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+def _renice(pids: Sequence[int], nice: int) -> None:
+    for pid in pids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            # Raising priority needs CAP_SYS_NICE (or RLIMIT_NICE): a non-root runner's warm sandboxes
+            # keep running niced, which only costs the task some CPU share under contention.
+            log.debug("could not restore CPU priority", extra={"pid": pid})
+            return
 
 
 def socket_key(path: Path) -> tuple[int, int]:
@@ -142,7 +161,9 @@ class Sandbox:
     # ---- start ----------------------------------------------------------------------------------
 
     @classmethod
-    async def start(cls, config: SandboxConfig, cgroups: CgroupHost) -> Sandbox:
+    async def start(cls, config: SandboxConfig, cgroups: CgroupHost, limits: SandboxLimits | None = None) -> Sandbox:
+        """Start a sandbox under `limits` (default: the executor's ceilings, for a warm sandbox whose
+        task is not known yet)."""
         gateway_key = socket_key(config.gateway_socket)
         sandbox_id = f"{SANDBOX_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
         folder = config.root / sandbox_id
@@ -154,7 +175,7 @@ class Sandbox:
                 (folder / sub).mkdir(mode=0o755)
             cgroup = cgroups.create(sandbox_id)
             sandbox = cls(sandbox_id, folder, config, cgroup, cgroups.limits_enforced, gateway_key)
-            await sandbox._spawn()
+            await sandbox._spawn(limits or config.limits, nice=0 if limits else WARM_NICE)
             return sandbox
         except BaseException:
             if sandbox is not None:
@@ -165,8 +186,8 @@ class Sandbox:
                 await asyncio.to_thread(force_rmtree, folder)
             raise
 
-    async def _spawn(self) -> None:
-        config, limits = self._config, self._config.limits
+    async def _spawn(self, limits: SandboxLimits, nice: int) -> None:
+        config = self._config
         if self.cgroup is not None and self._limits_enforced:
             self.cgroup.set_limits(limits.memory_bytes, limits.max_processes, limits.cpus)
         layout = SandboxLayout(
@@ -180,7 +201,7 @@ class Sandbox:
         self._proc = await ChildProcess.start(
             argv, cwd=self.folder,
             preexec_fn=functools.partial(_enter_sandbox, procs_files,
-                                         rlimits(limits, cgroup_enforced=self._limits_enforced)))
+                                         rlimits(limits, cgroup_enforced=self._limits_enforced), nice))
         self.started_at = time.monotonic()
         out = config.output_limits
         self.log = BoundedLog(self.log_path, out.log_head_bytes, out.log_tail_bytes)
@@ -214,11 +235,28 @@ class Sandbox:
     # ---- the task -------------------------------------------------------------------------------
 
     def apply_task_limits(self, limits: SandboxLimits) -> None:
-        """Lower the ceilings the sandbox started with to this task's limits."""
+        """Lower the ceilings a warm sandbox started with to this task's limits.
+
+        cgroup limits hold for the whole group at once. rlimits are per process and copied at fork, so
+        they are applied to every process of the sandbox, walking its tree again until a walk finds no
+        process it has not seen: a process forked after its parent was limited inherits the limits, and
+        one forked just before shows up in the next walk. (A warm sandbox is idle, blocked on stdin; the
+        walk converges at once.) The same walk gives the processes the normal CPU priority back.
+        """
         if self.cgroup is not None and self._limits_enforced:
             self.cgroup.set_limits(limits.memory_bytes, limits.max_processes, limits.cpus)
-        if self._proc is not None:
-            apply_to_processes(process_tree(self._proc.pid), rlimits(limits, cgroup_enforced=self._limits_enforced))
+        if self._proc is None:
+            return
+        wanted = rlimits(limits, cgroup_enforced=self._limits_enforced)
+        done: set[int] = set()
+        for _ in range(_LIMIT_WALKS):
+            new = [pid for pid in process_tree(self._proc.pid) if pid not in done]
+            if not new:
+                return
+            apply_to_processes(new, wanted)
+            _renice(new, 0)
+            done.update(new)
+        log.warning("sandbox kept forking while its limits were applied", extra={"sandbox": self.id})
 
     async def send_spec(self, spec_json: bytes) -> None:
         """Write the task spec line and close stdin. A sandbox that already died is left to `wait`."""
@@ -242,27 +280,27 @@ class Sandbox:
             self._proc.kill_group(signal.SIGKILL)
 
     async def drain_log(self) -> None:
-        """Wait for the log to reach its end (the last process holding the pipe is gone)."""
-        if self._pump is None:
+        """Wait for the log to reach its end (the last process holding the pipe is gone), or give up
+        after a moment: the log is closed either way, and a second call returns at once."""
+        pump = self._pump
+        if pump is None or pump.done():
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._pump), _LOG_DRAIN_S)
-        except TimeoutError:
-            # Only possible if something outside the sandbox holds the pipe; never wait forever on it.
+        # asyncio.wait never raises the awaited task's outcome, so only our own cancellation can end it.
+        await asyncio.wait([pump], timeout=_LOG_DRAIN_S)
+        if not pump.done():
             log.warning("sandbox log did not reach its end; closing it", extra={"sandbox": self.id})
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            pump.cancel()
+            await asyncio.wait([pump])
 
     async def stop(self) -> None:
         """Kill if running, and wait until no process of the sandbox is left."""
         if not self.exited or (self.cgroup is not None and self.cgroup.pids_inside()):
             self.kill()
         if self._proc is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._proc.exited), _EXIT_WAIT_S)
-            except TimeoutError:
-                log.error("sandbox did not exit after SIGKILL", extra={"sandbox": self.id, "pid": self.pid})
+            if not self._proc.exited.done():
+                await asyncio.wait([self._proc.exited], timeout=_EXIT_WAIT_S)
+                if not self._proc.exited.done():
+                    log.error("sandbox did not exit after SIGKILL", extra={"sandbox": self.id, "pid": self.pid})
             self._proc.close_stdin()
         await self.drain_log()
 
