@@ -32,11 +32,12 @@ def format_bytes(n: int) -> str:
 
 def too_many_files(root: str, max_files: int, paths: Iterable[str]) -> ResourceExhausted:
     """The walk stopped once it had more than `max_files` files, `paths` being those seen so far."""
-    folders = _heaviest_folders(paths)
+    seen = list(paths)
+    folders = _heaviest_folders(seen)
     where = ", ".join(f"{folder}/ ({count:,})" for folder, count in folders)
-    hint = f"; most are under {where}" if where else ""
+    hint = f"; of the first {len(seen):,}, most are under {where}" if where else ""
     return ResourceExhausted(
-        f"workspace {root} has more than {max_files:,} files, the limit{hint}; "
+        f"workspace {root} has more than {max_files:,} files (the limit){hint}; "
         f"{_ADVICE.replace('them', 'such folders')}")
 
 
@@ -55,7 +56,9 @@ def check_limits(root: str, sizes: Iterable[tuple[str, int]], *, max_files: int,
             f"{format_bytes(max_file_bytes)}: {shown}{more}; {_ADVICE}")
     total = sum(size for _, size in files)
     if total > max_total_bytes:
-        shown = ", ".join(f"{path} ({format_bytes(size)})" for path, size in _largest(files))
+        # The largest files, leaving out any too small to matter (under 1% of the total).
+        largest = [f for i, f in enumerate(_largest(files)) if i == 0 or f[1] * 100 >= total]
+        shown = ", ".join(f"{path} ({format_bytes(size)})" for path, size in largest)
         raise ResourceExhausted(
             f"workspace {root} has {format_bytes(total)} in {len(files):,} files; the limit is "
             f"{format_bytes(max_total_bytes)}; largest: {shown}; {_ADVICE}")

@@ -14,6 +14,7 @@ forgotten `node_modules` should fail in a moment, not after a full walk).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as stat_module
 
@@ -34,6 +35,8 @@ _EXECUTABLE = FileKind.EXECUTABLE
 _SYMLINK = FileKind.SYMLINK
 # Up to this many characters a path cannot exceed MAX_PATH_BYTES when encoded (4 bytes per character).
 _SAFE_PATH_CHARS = MAX_PATH_BYTES // 4
+
+_TOO_LONG = "its path is too long for the system to open"
 
 # A regular file to hash: workspace-relative path, kind, absolute path, and the stat the cache keys by.
 Pending = tuple[str, FileKind, str, os.stat_result]
@@ -109,8 +112,11 @@ class Walk:
             except OSError as exc:
                 if not prefix:
                     raise InvalidArgument(f"workspace {folder} cannot be read ({exc.strerror})") from exc
-                self.skip(prefix[:-1], SkipReason.UNREADABLE,
-                          f"folder unreadable ({exc.strerror}); nothing in it is included")
+                if exc.errno == errno.ENAMETOOLONG:
+                    self.skip(prefix[:-1], SkipReason.BAD_NAME, f"folder left out: {_TOO_LONG}")
+                else:
+                    self.skip(prefix[:-1], SkipReason.UNREADABLE,
+                              f"folder unreadable ({exc.strerror}); nothing in it is included")
                 continue
             for entry in dir_entries:
                 if entry.name == ".gitignore" and entry.is_file(follow_symlinks=False):
@@ -155,7 +161,7 @@ class Walk:
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError as exc:
-                        self.skip(rel, SkipReason.CHANGED, f"vanished during the snapshot ({exc.strerror})")
+                        self._stat_failed(rel, exc)
                         continue
                     size = st.st_size
                     total += size
@@ -178,12 +184,18 @@ class Walk:
         self.ignored += ignored
         self.cache_hits += hits
 
+    def _stat_failed(self, rel: str, exc: OSError) -> None:
+        if exc.errno == errno.ENAMETOOLONG:
+            self.skip(rel, SkipReason.BAD_NAME, _TOO_LONG)
+        else:
+            self.skip(rel, SkipReason.CHANGED, f"vanished during the snapshot ({exc.strerror})")
+
     def _symlink(self, rel: str, path: str) -> int:
         """Add the link at `rel` (its target as the blob) or skip it; the bytes added."""
         try:
             target = os.fsencode(os.readlink(path))
         except OSError as exc:
-            self.skip(rel, SkipReason.CHANGED, f"symbolic link vanished during the snapshot ({exc.strerror})")
+            self._stat_failed(rel, exc)
             return 0
         try:
             text = target.decode("utf-8")
