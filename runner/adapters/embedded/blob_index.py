@@ -11,6 +11,10 @@ tenant's 256 shard folders answers the same question with 256 folder `stat`s and
   timestamps are coarse (one kernel tick): a change in the same tick as the listing would leave the
   mtime equal. This is git's "racy index" rule.
 
+Right after an upload every folder it touched is too new to cache, so the store calls `refresh` once
+uploads to a tenant have paused (`fs_blob_store`): the re-submit that typically follows then finds
+the listings warm.
+
 A blob's name is trusted without a `stat` of its own: blobs are published by a hard link only after
 their bytes were verified (see `fs_blob_store`), and reads verify again. A small query (a few digests)
 is answered with one `access` per blob instead. The cache holds at most `max_names` names; the least
@@ -23,7 +27,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from runner.domain.models import Digest
@@ -55,8 +59,9 @@ class BlobIndex:
         if len(hashes) <= _FEW:
             absent = {h for h in hashes if not os.access(f"{store_dir}/{h[:2]}/{h}", os.F_OK)}
         else:
+            prefixes = _ALL_PREFIXES if len(hashes) > 2 * len(_ALL_PREFIXES) else {h[:2] for h in hashes}
             with self._lock:
-                absent = self._absent(store_dir, hashes)
+                absent = self._absent(store_dir, hashes, prefixes)
         if not absent:
             return []
         if len(hashes) == len(digests):  # no duplicates: keep the order, nothing to drop
@@ -69,10 +74,15 @@ class BlobIndex:
                 out.append(d)
         return out
 
-    def _absent(self, store_dir: str, hashes: set[str]) -> set[str]:
+    def refresh(self, store_dir: str) -> None:
+        """Blocking. Re-list the folders of `store_dir` that changed, so that the next large query
+        finds them cached (called a moment after uploads stop)."""
+        with self._lock:
+            self._absent(store_dir, set(), _ALL_PREFIXES)
+
+    def _absent(self, store_dir: str, hashes: set[str], prefixes: Iterable[str]) -> set[str]:
         tenant = self._tenants.pop(store_dir, None) or _TenantNames()
         self._tenants[store_dir] = tenant  # most recently used last
-        prefixes = _ALL_PREFIXES if len(hashes) > 2 * len(_ALL_PREFIXES) else {h[:2] for h in hashes}
         uncached: set[str] = set()
         now_ns = time.time_ns()
         for prefix in prefixes:

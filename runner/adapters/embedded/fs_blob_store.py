@@ -52,6 +52,8 @@ _QUARANTINE = ".quarantine"
 _BUFFERED_MAX = 1 << 20
 # Larger blobs are written to their temp file in pieces of at least this size.
 _FLUSH_AT = 1 << 20
+# The blob index re-lists a tenant's folders once no blob was stored for this long (see `blob_index`).
+_REFRESH_AFTER_S = 0.25
 # Temp files older than this are left over by a crashed process and are removed.
 _STALE_TMP_S = 3600.0
 _BLOB_MODE = 0o444
@@ -94,6 +96,10 @@ class FsBlobStore:
         self._tmp_ready = False
         self._writers: set[FsBlobWriter] = set()
         self._closed = False
+        # Tenants' store folders written since their listings were last refreshed, and the timer
+        # that refreshes them once writes pause.
+        self._written: set[str] = set()
+        self._refresh_timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> FsBlobStore:
         return self
@@ -107,6 +113,8 @@ class FsBlobStore:
         if self._closed:
             return
         self._closed = True
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
         for writer in list(self._writers):
             await writer.abort()
         await self._io.close()
@@ -127,7 +135,9 @@ class FsBlobStore:
         check_tenant(tenant)
         self._check_size(len(data), None)
         self._check_open()
-        return await self._io.run(lambda: self._put(tenant, data), nbytes=len(data))
+        digest = await self._io.run(lambda: self._put(tenant, data), nbytes=len(data))
+        self._stored(tenant)
+        return digest
 
     async def read(self, tenant: str, digest: Digest, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
@@ -222,6 +232,25 @@ class FsBlobStore:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the blob store is closed")
+
+    def _stored(self, tenant: str) -> None:
+        """A blob was stored for `tenant`: refresh its listings once writes pause."""
+        self._written.add(f"{self._root}/{tenant}/sha256")
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+        self._refresh_timer = asyncio.get_running_loop().call_later(_REFRESH_AFTER_S, self._refresh_written)
+
+    def _refresh_written(self) -> None:
+        self._refresh_timer = None
+        if self._closed:
+            return
+        folders, self._written = list(self._written), set()
+
+        def refresh() -> None:
+            for folder in folders:
+                self._index.refresh(folder)
+
+        self._io.submit(refresh, nbytes=len(folders) << 20).add_done_callback(_log_refresh_failure)
 
     def _check_size(self, size: int, digest: Digest | None) -> None:
         if size > self.max_blob_size:
@@ -388,6 +417,11 @@ class FsBlobStore:
         return size == digest.size and hasher.hexdigest() == digest.hash
 
 
+def _log_refresh_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("could not refresh the blob index", exc_info=done.exception())
+
+
 def _close_after(fd: int, pending: asyncio.Future[bytes]) -> None:
     if not pending.cancelled():
         pending.exception()  # retrieved: nobody awaits it any more
@@ -467,6 +501,7 @@ class FsBlobWriter:
             raise
         self._state = "committed"
         self._store._writers.discard(self)
+        self._store._stored(self._tenant)
 
     async def abort(self) -> None:
         if self._state in ("committed", "aborted"):
