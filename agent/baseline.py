@@ -17,11 +17,16 @@ git as a submodule link, so changes inside it do not appear in the diff.
 
 Nothing of the user's or the machine's git configuration applies: `HOME` points at an empty folder,
 system config is off, and the author is fixed, so the diff is the same wherever the agent runs.
+
+The repository does not depend on the workspace until a command runs (the work tree is given by
+`GIT_WORK_TREE` each time), so a warm sandbox creates it with `init_state_dir` before its task arrives
+and the task does not pay for `git init`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -36,6 +41,7 @@ _IDENTITY = {
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
 }
 _CONFIG = (
+    ("core.bare", "false"),  # `git init` with only GIT_DIR set makes a bare repository
     ("core.autocrlf", "false"),
     ("core.filemode", "true"),
     ("core.symlinks", "true"),
@@ -53,44 +59,70 @@ class BaselineError(Exception):
     """A git command of the shadow repository failed."""
 
 
+def _base_env(state: Path) -> dict[str, str]:
+    home = state / "home"
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "LC_ALL": "C",
+        **_IDENTITY,
+    }
+
+
+def _run_git(args: Sequence[str], cwd: Path, env: dict[str, str]) -> bytes:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              check=False)
+    except OSError as exc:
+        raise BaselineError(f"cannot run git: {exc}") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", errors="replace").strip()[-2000:]
+        raise BaselineError(f"git {args[0]} failed with status {proc.returncode}: {detail}")
+    return proc.stdout
+
+
+def init_state_dir(state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """A folder holding a new, configured shadow repository (`git/`) and an empty `home/`.
+
+    One git process, no templates, no hooks; the settings are appended to the config file directly
+    rather than with one `git config` process each.
+    """
+    state = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="codex-agent-git-"))
+    (state / "home").mkdir(parents=True, exist_ok=True)
+    # GIT_DIR makes `git/` itself the repository (not `git/.git`); the work tree comes later.
+    _run_git(["init", "--quiet", "--template="], state, {**_base_env(state), "GIT_DIR": str(state / "git")})
+    sections: dict[str, list[str]] = {}
+    for key, value in _CONFIG:
+        section, name = key.split(".", 1)
+        sections.setdefault(section, []).append(f"\t{name} = {value}\n")
+    with open(state / "git" / "config", "a", encoding="utf-8") as f:
+        for section, lines in sections.items():
+            f.write(f"[{section}]\n" + "".join(lines))
+    return state
+
+
 class ShadowRepo:
     """A git repository outside the workspace whose work tree is the workspace."""
 
     def __init__(self, workspace: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> None:
         self.workspace = Path(workspace)
-        self._state = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="codex-agent-git-"))
-        self.git_dir = self._state / "git"
-        home = self._state / "home"
-        self._env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "GIT_DIR": str(self.git_dir),
-            "GIT_WORK_TREE": str(self.workspace),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "LC_ALL": "C",
-            **_IDENTITY,
-        }
-        self._home = home
+        self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="codex-agent-git-"))
+        self.git_dir = self.state_dir / "git"
+        self._env = {**_base_env(self.state_dir), "GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.workspace)}
         self.baseline: str | None = None
 
     def init(self) -> None:
-        """Create the repository: one git process, no templates, no hooks.
+        """Create the repository, unless `init_state_dir` already did."""
+        if not (self.git_dir / "HEAD").exists():
+            init_state_dir(self.state_dir)
 
-        The settings are appended to the new repository's config file directly: one `git config` call
-        per setting would cost a process each, on the way to the first model request.
-        """
-        self._home.mkdir(parents=True, exist_ok=True)
-        self._git("init", "--quiet", "--template=", str(self.git_dir), cwd=self._state)
-        sections: dict[str, list[str]] = {}
-        for key, value in _CONFIG:
-            section, name = key.split(".", 1)
-            sections.setdefault(section, []).append(f"\t{name} = {value}\n")
-        with open(self.git_dir / "config", "a", encoding="utf-8") as f:
-            for section, lines in sections.items():
-                f.write(f"[{section}]\n" + "".join(lines))
+    def remove(self) -> None:
+        """Delete the repository and its folder (the workspace is not touched)."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def record_baseline(self) -> str:
         """Commit the workspace as it is now; returns (and remembers) the commit id."""
@@ -131,18 +163,8 @@ class ShadowRepo:
             raise BaselineError("no baseline was recorded")
         return self.baseline
 
-    def _git(self, *args: str, cwd: Path | None = None) -> str:
-        return self._git_bytes(*args, cwd=cwd).decode("utf-8", errors="replace")
+    def _git(self, *args: str) -> str:
+        return self._git_bytes(*args).decode("utf-8", errors="replace")
 
-    def _git_bytes(self, *args: str, cwd: Path | None = None) -> bytes:
-        try:
-            proc = subprocess.run(
-                ["git", *args], cwd=cwd or self.workspace, env=self._env,
-                stdin=subprocess.DEVNULL, capture_output=True, check=False,
-            )
-        except OSError as exc:
-            raise BaselineError(f"cannot run git: {exc}") from exc
-        if proc.returncode != 0:
-            detail = proc.stderr.decode("utf-8", errors="replace").strip()[-2000:]
-            raise BaselineError(f"git {args[0]} failed with status {proc.returncode}: {detail}")
-        return proc.stdout
+    def _git_bytes(self, *args: str) -> bytes:
+        return _run_git(args, self.workspace, self._env)

@@ -9,7 +9,9 @@ Both the model's shell commands and `setup.sh` run through `run_process`:
   last bytes and counts the rest);
 - when the command exits but something it left in the background still holds the pipes open (say
   `server &`), reading stops after a short grace period instead of waiting forever; the background
-  process keeps running, as it would in a terminal.
+  process keeps running, as it would in a terminal;
+- SIGTERM to the agent (see `agent.signals`) is held back from the moment the child is started and
+  raised inside the pump loop, so the child's group is always killed on the way out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from agent import signals
 
 # Linux lets an unprivileged process grow a pipe to 1 MiB; fewer, larger reads of chatty commands.
 _F_SETPIPE_SZ = 1031
@@ -144,6 +148,12 @@ def run_process(
     On timeout, or if the caller is interrupted (an exception, SIGTERM), the whole process group is
     killed before this returns or raises.
     """
+    with signals.deferred():
+        return _run(argv, cwd, timeout_s, stdout, stderr, env)
+
+
+def _run(argv: Sequence[str], cwd: str | os.PathLike[str], timeout_s: float, stdout: Sink, stderr: Sink | None,
+         env: Mapping[str, str] | None) -> Finished:
     start = time.monotonic()
     deadline = start + timeout_s
     proc = subprocess.Popen(
@@ -167,6 +177,7 @@ def run_process(
     polled_at = start
     try:
         while pump.open:
+            signals.check()  # SIGTERM is deferred while we run a child: this is where it lands
             now = time.monotonic()
             if now >= deadline:
                 timed_out = True

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Literal
 
 from agent.baseline import BaselineError, ShadowRepo
@@ -33,6 +32,7 @@ from agent.llm import GatewayModel
 from agent.loop import AgentLoop, Outcome
 from agent.paths import Workspace
 from agent.setup_phase import run_setup
+from agent.signals import Terminated
 from agent.tools import Toolbox
 from agent.wire import RESULT_FILE, AgentResult, AgentTaskSpec, PhaseEvent
 
@@ -43,23 +43,6 @@ LLM_TIMEOUT_S = 600.0
 EVENTS_TIMEOUT_S = 10.0
 
 
-class Terminated(BaseException):
-    """The worker asked the agent to stop (SIGTERM/SIGINT). A BaseException so no tool swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signum)
-
-
-def install_signal_handlers() -> None:
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGINT, _raise_terminated)
-
-
 def _write(path: Path, data: bytes) -> None:
     """Write via a temporary name so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -68,9 +51,10 @@ def _write(path: Path, data: bytes) -> None:
 
 
 class Task:
-    def __init__(self, spec: AgentTaskSpec, events: EventSink) -> None:
+    def __init__(self, spec: AgentTaskSpec, events: EventSink, state_dir: Path | None = None) -> None:
         self.spec = spec
         self.events = events
+        self._state_dir = state_dir
         self.output = Path(spec.output)
         self.workspace = Workspace(spec.workspace)
         self.repo: ShadowRepo | None = None
@@ -81,39 +65,44 @@ class Task:
         spec = self.spec
         log.info("task %s: model %s, at most %d steps, workspace %s", spec.task_id, spec.model, spec.max_steps,
                  self.workspace.root)
-        outcome: Outcome
-        steps = 0
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-baseline")
         try:
-            setup = run_setup(self.workspace.root, self.output, spec.setup_timeout_s, self.events)
-            if not setup.ok:
-                return self._finish(Outcome("failed", setup.reason, f"The task failed during setup: "
-                                                                    f"{setup.reason}.\n", 0))
-            loop = self._prepare(pool)
-            try:
-                outcome = loop.run()
-            finally:
-                steps = loop.steps
-        except Terminated as exc:
-            outcome = Outcome("failed", f"the agent was stopped by {exc}", f"The agent was stopped by {exc} "
-                              "before it finished.\n", steps)
-        except BaselineError as exc:
-            outcome = Outcome("failed", f"could not record the workspace baseline: {exc}",
-                              "The agent could not record the workspace before starting.\n", steps)
-        except Exception as exc:
-            log.exception("the agent failed")
-            outcome = Outcome("failed", f"internal agent error: {exc.__class__.__name__}: {exc}",
-                              "The agent failed with an internal error (see agent.log).\n", steps)
-        try:
-            return self._finish(outcome)
+            return self._finish(self._work(pool))
         finally:
             if self.model is not None:
                 self.model.close()
             pool.shutdown(wait=True)
+            if self.repo is not None:
+                self.repo.remove()
+            elif self._state_dir is not None:  # setup failed before the repository was used
+                shutil.rmtree(self._state_dir, ignore_errors=True)
+
+    def _work(self, pool: ThreadPoolExecutor) -> Outcome:
+        """Setup and the loop; every way they can end becomes an `Outcome`."""
+        steps = 0
+        try:
+            setup = run_setup(self.workspace.root, self.output, self.spec.setup_timeout_s, self.events)
+            if not setup.ok:
+                return Outcome("failed", setup.reason, f"The task failed during setup: {setup.reason}.\n", 0)
+            loop = self._prepare(pool)
+            try:
+                return loop.run()
+            finally:
+                steps = loop.steps
+        except Terminated as exc:
+            return Outcome("failed", f"the agent was stopped by {exc}",
+                           f"The agent was stopped by {exc} before it finished.\n", steps)
+        except BaselineError as exc:
+            return Outcome("failed", f"could not record the workspace baseline: {exc}",
+                           "The agent could not record the workspace before starting.\n", steps)
+        except Exception as exc:
+            log.exception("the agent failed")
+            return Outcome("failed", f"internal agent error: {exc.__class__.__name__}: {exc}",
+                           "The agent failed with an internal error (see agent.log).\n", steps)
 
     def _prepare(self, pool: ThreadPoolExecutor) -> AgentLoop:
         spec = self.spec
-        repo = self.repo = ShadowRepo(self.workspace.root)
+        repo = self.repo = ShadowRepo(self.workspace.root, self._state_dir)
         repo.init()
         started = time.monotonic()
         baseline = self._baseline = pool.submit(repo.record_baseline)
@@ -162,12 +151,15 @@ class Task:
         return result
 
 
-def run_task(spec: AgentTaskSpec) -> int:
-    """Run the task; returns the process exit status."""
+def run_task(spec: AgentTaskSpec, state_dir: Path | None = None) -> int:
+    """Run the task; returns the process exit status.
+
+    `state_dir` is a shadow-repository folder prepared ahead of time (`baseline.init_state_dir`).
+    """
     Path(spec.output).mkdir(parents=True, exist_ok=True)
     sender = EventSender(GatewayConnection(spec.gateway_socket, spec.token, EVENTS_TIMEOUT_S)).start()
     try:
-        result = Task(spec, sender).run()
+        result = Task(spec, sender, state_dir).run()
     finally:
         sender.close()
     return 0 if result.status == "completed" else 1

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,9 +104,11 @@ def spec_dict(ws: Path, output: Path, socket: Path, **overrides: Any) -> dict[st
 
 
 async def run_agent(spec_line: bytes, output: Path, *, timeout_s: float = 60.0) -> AgentRun:
-    """Run `python -m agent` as a sandbox does and wait for it."""
+    """Run `python -m agent` as a sandbox does and wait for it; checks it left its temp folder clean."""
+    tmp = output.parent / "agent-tmp"
+    tmp.mkdir(exist_ok=True)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO_ROOT), "HOME": str(output.parent),
-           "TMPDIR": tempfile.gettempdir(), "LC_ALL": "C.UTF-8"}
+           "TMPDIR": str(tmp), "LC_ALL": "C.UTF-8"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-S", "-m", "agent", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=output.parent,
@@ -120,6 +121,7 @@ async def run_agent(spec_line: bytes, output: Path, *, timeout_s: float = 60.0) 
         raise
     assert stdout == b"", "the agent must not print to stdout"
     assert proc.returncode is not None
+    assert list(tmp.iterdir()) == [], "the agent must remove its shadow repository"
     return AgentRun(proc.returncode, stderr.decode(), output)
 
 

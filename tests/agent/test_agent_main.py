@@ -284,7 +284,7 @@ async def test_sigterm_mid_command_still_leaves_the_outputs(make_stack: MakeStac
     assert result["status"] == "failed"
     assert result["reason"] == "the agent was stopped by SIGTERM"
     assert "b/a.txt" in (out / "diff.patch").read_text()
-    assert wait_dead(int((ws / "sleeper.pid").read_text()))
+    assert wait_dead(int((ws / "sleeper.pid").read_text())), stderr
     assert stack.sink.events[-1] == PhaseEvent("UPLOADING")
 
 
