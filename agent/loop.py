@@ -31,6 +31,11 @@ from agent.wire import AssistantMessageEvent, ToolCallFinishedEvent, ToolCallSta
 log = logging.getLogger(__name__)
 
 EVENT_OUTPUT_CHARS = 4000
+# Past this many characters of conversation (~100k tokens), the oldest tool outputs are elided so a long
+# task does not die on the model's context limit; the model can always run the tool again.
+MAX_CONVERSATION_CHARS = 400_000
+KEEP_RECENT_TOOL_OUTPUTS = 6
+ELIDED = "[output elided to keep the conversation short; run the tool again if you need it]"
 
 
 class Tools(Protocol):
@@ -113,6 +118,10 @@ class AgentLoop:
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
 
     def _ask(self) -> AssistantTurn:
+        elided = elide_old_tool_outputs(self.messages, MAX_CONVERSATION_CHARS, KEEP_RECENT_TOOL_OUTPUTS)
+        if elided:
+            log.info("elided %d old tool output(s) to keep the conversation under %d characters", elided,
+                     MAX_CONVERSATION_CHARS)
         try:
             return self._model.complete(self.messages, self._tools.schemas)
         except ModelRefused as exc:
@@ -126,11 +135,18 @@ class AgentLoop:
             self._ready_done = True
 
     def _run_tool(self, call_id: str, name: str, arguments: str) -> ToolResult:
-        self._events.emit(ToolCallStartedEvent(call_id, name or "(no name)", describe_call(name, arguments)))
+        summary = describe_call(name, arguments)
+        self._events.emit(ToolCallStartedEvent(call_id, name or "(no name)", summary))
         started = time.monotonic()
-        result = self._tools.execute(name, arguments)
+        try:
+            result = self._tools.execute(name, arguments)
+        except Exception as exc:
+            # A bug in one tool should cost the model one call, not the whole task.
+            log.exception("tool %s failed unexpectedly", name)
+            result = ToolResult(f"Error: the tool failed unexpectedly ({exc.__class__.__name__}: {exc}); "
+                                "try another way", ok=False)
         duration = time.monotonic() - started
-        log.info("tool %s -> %s in %.2f s", name, "ok" if result.ok else "error", duration)
+        log.info("tool %s (%s) -> %s in %.2f s", name, summary, "ok" if result.ok else "error", duration)
         output = result.output
         if len(output) > EVENT_OUTPUT_CHARS:
             output = output[:EVENT_OUTPUT_CHARS] + f"\n[... {len(result.output) - EVENT_OUTPUT_CHARS} more characters]"
@@ -143,3 +159,34 @@ class AgentLoop:
         if self.last_text:
             text += f"\nIts last message was:\n\n{self.last_text}\n"
         return text
+
+
+def _size(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    size = len(content) if isinstance(content, str) else 0
+    for call in message.get("tool_calls") or ():
+        size += len(call["function"]["arguments"])
+    return size
+
+
+def elide_old_tool_outputs(messages: list[dict[str, Any]], max_chars: int, keep_recent: int) -> int:
+    """Replace the oldest tool outputs with a stub until the conversation fits; returns how many.
+
+    The system prompt, the task, the assistant's own messages and the `keep_recent` latest tool outputs
+    are never touched, so the model keeps its instructions and its own reasoning.
+    """
+    total = sum(_size(m) for m in messages)
+    if total <= max_chars:
+        return 0
+    tool_indexes = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
+    elided = 0
+    for i in tool_indexes[: max(len(tool_indexes) - keep_recent, 0)]:
+        if total <= max_chars:
+            break
+        content = messages[i].get("content")
+        if not isinstance(content, str) or content == ELIDED or len(content) <= len(ELIDED):
+            continue
+        total -= len(content) - len(ELIDED)
+        messages[i] = {**messages[i], "content": ELIDED}
+        elided += 1
+    return elided

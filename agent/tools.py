@@ -198,6 +198,9 @@ class Toolbox:
         except OSError as exc:
             # The disk said no (permissions, a full disk, a name too long): the model can adapt.
             result = ToolResult(f"Error: {exc.strerror or exc} ({exc.filename or name})", ok=False)
+        except UnicodeError as exc:
+            # A path or text the file system cannot encode (a lone surrogate from JSON, say).
+            result = ToolResult(f"Error: {exc}", ok=False)
         return ToolResult(truncate_middle(result.output, self._limit), result.ok, result.exit_code)
 
     def _dispatch(self, name: str, args: dict[str, Any]) -> ToolResult:
