@@ -141,3 +141,23 @@ def test_parse_tolerates_missing_ids_and_object_arguments() -> None:
     assert turn.tool_calls[0].id == "call_3_0"
     assert turn.tool_calls[0].arguments == '{"path": "src"}'
     assert turn.content is None
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_reopened(short_dir: Path) -> None:
+    socket = short_dir / "llm.sock"
+    doc = {"name": "t", "final": "done"}
+    # No retries at all: only the reconnect of a stale kept-alive connection can make the second call work.
+    model = GatewayModel(GatewayConnection(str(socket), "tok", 10.0), "scripted", retry_delays_s=())
+    try:
+        first = await _serve(doc, socket)
+        await asyncio.to_thread(model.complete, MESSAGES, TOOL_SCHEMAS)
+        await first.close()  # the gateway restarts: the agent's idle connection is gone
+        second = await _serve(doc, socket)
+        try:
+            turn = await asyncio.to_thread(model.complete, MESSAGES, TOOL_SCHEMAS)
+        finally:
+            await second.close()
+    finally:
+        model.close()
+    assert turn.content == "done"
+    assert len(second.chat_requests) == 1
