@@ -15,14 +15,16 @@ from runner.domain.models import TaskLimits
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_fork_bomb_is_stopped_by_the_process_limit(make_executor: MakeExecutor) -> None:
-    executor = await make_executor()
-    if "cgroup" not in executor.limits_enforcement.split(",")[0]:
-        pytest.skip("no writable cgroups here; RLIMIT_NPROC is not enforced for a root runner")
+@pytest.mark.parametrize("use_cgroups", [True, False], ids=["cgroup", "rlimit"])
+async def test_forking_is_stopped_at_the_process_limit(make_executor: MakeExecutor, marker: str,
+                                                       use_cgroups: bool) -> None:
+    # A linear fork loop (not an exponential bomb: in rlimit mode the watchdog acts after the fact, and a
+    # test must not be able to starve the host if it regressed).
+    executor = await make_executor(use_cgroups=use_cgroups)
     outcome = await executor.run(make_job(textwrap.dedent("""
         children = []
         try:
-            for _ in range(5000):
+            for _ in range(2000):
                 pid = os.fork()
                 if pid == 0:
                     time.sleep(60)
@@ -31,16 +33,25 @@ async def test_fork_bomb_is_stopped_by_the_process_limit(make_executor: MakeExec
         except OSError as exc:
             results["stopped_by"] = exc.strerror
         results["forked"] = len(children)
-    """), limits=TaskLimits(max_processes=40)))
-    found = results_of(outcome)
-    assert found["stopped_by"] == "Resource temporarily unavailable"
-    assert found["forked"] < 40
-    assert "process limit of 40 was reached" in outcome.detail
+    """), limits=TaskLimits(max_processes=40, wall_time_s=20)))
+    if executor.limits_enforcement.startswith("cgroup"):
+        # The pids cgroup refuses the fork itself.
+        found = results_of(outcome)
+        assert found["stopped_by"] == "Resource temporarily unavailable"
+        assert found["forked"] < 40
+        assert "process limit of 40 was reached" in outcome.detail
+    else:
+        # The watchdog kills the sandbox once it holds more than 40 processes.
+        assert not outcome.timed_out and outcome.exit_code is None
+        assert "the process limit of 40 was exceeded; the sandbox was killed" in outcome.detail
+    assert not alive(sandbox_processes(marker))
 
 
 async def test_shell_fork_bomb_ends_with_the_wall_time_and_leaves_nothing(make_executor: MakeExecutor,
                                                                            marker: str) -> None:
     executor = await make_executor()
+    if not executor.limits_enforcement.startswith("cgroup"):
+        pytest.skip("an exponential fork bomb is only contained by a pids cgroup (rlimit mode: see the docs)")
     t0 = time.monotonic()
     outcome = await executor.run(make_job(textwrap.dedent("""
         subprocess.run(["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb"], check=False)

@@ -98,7 +98,8 @@ async def test_bounded_log_keeps_short_output_whole(tmp_path: Path) -> None:
 
 def _facts(**changes: object) -> ExitFacts:
     base: dict[str, object] = {"returncode": 0, "timed_out": False, "phase": "running", "oom_kills": 0,
-                               "fork_refusals": 0, "log_omitted": 0, "setup_error": "", "notes": ()}
+                               "fork_refusals": 0, "process_limit_exceeded": False, "log_omitted": 0,
+                               "setup_error": "", "notes": ()}
     base.update(changes)
     return ExitFacts(**base)  # type: ignore[arg-type]
 

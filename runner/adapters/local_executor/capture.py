@@ -46,6 +46,10 @@ class BoundedLog:
                 del self._tail[:cut]
                 self.omitted += cut
 
+    def close(self) -> None:
+        """Finish the file now if `pump` never got to (idempotent)."""
+        self._finish()
+
     def _finish(self) -> None:
         if self._file.closed:
             return

@@ -146,10 +146,11 @@ class LocalExecutor:
                 env=env_pairs(sandbox_env()), limits=self._limits, output_limits=self._output_limits,
                 uid=self._uid, gid=self._gid)
             if not self._cgroups.limits_enforced and os.geteuid() == 0:
-                log.warning("no usable cgroups: sandbox processes are NOT limited in number (RLIMIT_NPROC does not "
-                            "apply to a root runner) and a fork bomb can exhaust the host's processes until its "
-                            "wall time runs out; give the runner writable cgroup v1 memory and pids hierarchies, "
-                            "or run it as a non-root user", extra={"limits_by": self._cgroups.describe()})
+                log.warning("no usable cgroups: RLIMIT_NPROC does not apply to a root runner, so the number of "
+                            "sandbox processes is only watched (every 100 ms) and a fork bomb can still starve "
+                            "the host for seconds before it is killed; give the runner writable cgroup v1 memory "
+                            "and pids hierarchies, or run it as a non-root user",
+                            extra={"limits_by": self._cgroups.describe()})
             self._pool = WarmPool(self._pool_size, self._start_sandbox)
             self._pool.start()
             self._started = True
@@ -225,7 +226,7 @@ class LocalExecutor:
                         **ctx, "files": stats.files, "symlinks": stats.symlinks, "bytes": stats.bytes,
                         "take_ms": _ms(t1 - t0), "limits_ms": _ms(t2 - t1), "materialise_ms": _ms(t3 - t2),
                         "spec_ms": _ms(t4 - t3)})
-                    await sandbox.wait()
+                    await self._wait(sandbox, limits)
             except TimeoutError:
                 if not deadline.expired():
                     raise
@@ -245,6 +246,22 @@ class LocalExecutor:
             with contextlib.suppress(Exception):
                 await asyncio.shield(destroying)
 
+    async def _wait(self, sandbox: Sandbox, limits: SandboxLimits) -> None:
+        """Wait for the sandbox to exit; without a pids cgroup, watch its process count meanwhile."""
+        assert self._cgroups is not None
+        if self._cgroups.limits_enforced:
+            await sandbox.wait()
+            return
+        watchdog = asyncio.create_task(sandbox.watch_process_count(limits.max_processes),
+                                       name=f"watchdog {sandbox.id}")
+        try:
+            await sandbox.wait()
+        finally:
+            watchdog.cancel()
+            await asyncio.wait([watchdog])
+            if not watchdog.cancelled() and watchdog.exception() is not None:
+                log.error("process watchdog failed", extra={"sandbox": sandbox.id}, exc_info=watchdog.exception())
+
     async def _collect(self, job: SandboxJob, sandbox: Sandbox, limits: SandboxLimits, timed_out: bool,
                        phase: str, ctx: dict[str, object], t0: float) -> SandboxOutcome:
         tenant = job.task.tenant
@@ -254,6 +271,7 @@ class LocalExecutor:
         facts = ExitFacts(
             returncode=returncode, timed_out=timed_out, phase=phase,
             oom_kills=sandbox.oom_kills(), fork_refusals=sandbox.fork_refusals(),
+            process_limit_exceeded=sandbox.process_limit_exceeded,
             log_omitted=sandbox.log.omitted if sandbox.log else 0,
             setup_error=_bwrap_error(sandbox.log_path) if returncode else "",
             notes=outputs.notes)

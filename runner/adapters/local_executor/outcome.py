@@ -32,6 +32,7 @@ class ExitFacts:
     phase: str  # where the time ran out: "materialising", "running"
     oom_kills: int
     fork_refusals: int
+    process_limit_exceeded: bool  # killed by the watchdog of rlimit mode
     log_omitted: int
     setup_error: str  # bubblewrap's own error line, if it failed to set up
     notes: tuple[str, ...]
@@ -69,6 +70,8 @@ def describe(facts: ExitFacts, limits: SandboxLimits) -> str:
     if facts.oom_kills:
         parts.append(f"out of memory: the OOM killer stopped {facts.oom_kills} process(es) at the memory limit "
                      f"of {limits.memory_bytes // _MIB} MiB")
+    if facts.process_limit_exceeded:
+        parts.append(f"the process limit of {limits.max_processes} was exceeded; the sandbox was killed")
     if facts.fork_refusals:
         parts.append(f"the process limit of {limits.max_processes} was reached "
                      f"({facts.fork_refusals} fork(s) refused)")

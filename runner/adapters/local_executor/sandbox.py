@@ -61,6 +61,7 @@ _EXIT_WAIT_S = 5.0
 _LOG_DRAIN_S = 2.0
 _CGROUP_REMOVE_S = 2.0
 _LIMIT_WALKS = 20
+_WATCHDOG_INTERVAL_S = 0.1
 # A warm sandbox starts (interpreter, imports) at this niceness, so that filling the pool yields the CPU
 # to tasks already running; it gets the normal priority back when it is handed its task.
 WARM_NICE = 10
@@ -157,6 +158,7 @@ class Sandbox:
         self.log: BoundedLog | None = None
         self.started_at = time.monotonic()
         self.destroyed = False
+        self.process_limit_exceeded = False
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -272,6 +274,18 @@ class Sandbox:
         assert self._proc is not None
         return await asyncio.shield(self._proc.exited)
 
+    async def watch_process_count(self, limit: int) -> None:
+        """Without a pids cgroup: kill the sandbox once it holds more than `limit` processes (bubblewrap
+        included, as a pids cgroup would count it). Returns when it did, or runs until cancelled."""
+        assert self._proc is not None
+        while not self.exited:
+            if len(process_tree(self._proc.pid, stop_after=limit)) > limit:
+                self.process_limit_exceeded = True
+                log.info("sandbox exceeded its process limit; killing it", extra={"sandbox": self.id, "limit": limit})
+                self.kill()
+                return
+            await asyncio.sleep(_WATCHDOG_INTERVAL_S)
+
     def kill(self) -> None:
         """SIGKILL everything in the sandbox, now (no await: safe to call while being cancelled)."""
         if self.cgroup is not None:
@@ -314,6 +328,8 @@ class Sandbox:
         finally:
             if self.cgroup is not None:
                 await self._remove_cgroup(self.cgroup)
+            if self.log is not None:
+                self.log.close()
             await asyncio.to_thread(force_rmtree, self.folder)
             log.debug("sandbox destroyed", extra={"sandbox": self.id})
 
