@@ -3,9 +3,9 @@
 The order matters for two promises:
 
 - *Fast first request.* Recording the baseline hashes the whole workspace (a second or more for a big
-  one), so it runs in a thread while the main thread discovers AGENTS.md, writes `prompt.txt` and sends
-  the first model request. The loop waits for the baseline only before running its first tool, so no
-  change can slip into the baseline.
+  one), so it runs in a thread while the main thread sends the first model request and waits for the
+  answer. The loop waits for the baseline only before running its first tool, so no change can slip
+  into the baseline.
 - *Outputs whatever happens.* The loop's end, a failure of the model or the gateway, a bug, or SIGTERM
   from the worker all lead to the same `_finish`: phase UPLOADING, then `diff.patch`, `summary.md`,
   and `result.json` last (its presence means the others are complete). A failed setup finishes the
@@ -104,14 +104,6 @@ class Task:
         spec = self.spec
         repo = self.repo = ShadowRepo(self.workspace.root, self._state_dir)
         repo.init()
-        started = time.monotonic()
-        baseline = self._baseline = pool.submit(repo.record_baseline)
-
-        def recorded(future: Future[str]) -> None:
-            if not future.cancelled() and future.exception() is None:
-                log.info("baseline recorded in %.2f s", time.monotonic() - started)
-
-        baseline.add_done_callback(recorded)
         agents = discover_agents_files(self.workspace, repo.list_files)
         if agents:
             log.info("AGENTS.md files: %s", ", ".join(a.path for a in agents))
@@ -120,6 +112,16 @@ class Task:
         system = system_prompt(workspace_root=str(self.workspace.root), tool_names=toolbox.names,
                                agents_files=agents, focus_paths=spec.focus_paths, focus_range=spec.focus_range)
         _write(self.output / "prompt.txt", render_prompt_file(system, spec.instruction).encode())
+        # Nothing has touched the workspace since setup, so the baseline can start this late: it then
+        # overlaps the model's first answer without competing with the work above for the CPU.
+        started = time.monotonic()
+        baseline = self._baseline = pool.submit(repo.record_baseline)
+
+        def recorded(future: Future[str]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                log.info("baseline recorded in %.2f s", time.monotonic() - started)
+
+        baseline.add_done_callback(recorded)
         self.events.emit(PhaseEvent("RUNNING"))
         model = self.model = GatewayModel(GatewayConnection(spec.gateway_socket, spec.token, LLM_TIMEOUT_S),
                                           spec.model)

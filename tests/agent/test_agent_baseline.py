@@ -155,3 +155,20 @@ def test_git_failure_is_reported(ws: Path, tmp_path: Path) -> None:
     repo = ShadowRepo(ws, tmp_path / "shadow")  # never initialised
     with pytest.raises(BaselineError, match="git add failed"):
         repo.record_baseline()
+
+
+def test_unusual_file_names_round_trip(ws: Path, tmp_path: Path, repo: ShadowRepo) -> None:
+    (ws / "keep.txt").write_text("k\n")
+    pristine = tmp_path / "pristine"
+    shutil.copytree(ws, pristine)
+    repo.record_baseline()
+    names = ["with space.txt", "ünïcødé.md", 'quote"d.txt', "dir with space/x.py"]
+    for name in names:
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(f"{name}\n")
+    (tmp_path / "p.patch").write_bytes(repo.diff())
+    applied = git(pristine, "apply", str(tmp_path / "p.patch"), check=False)
+    assert applied.returncode == 0, applied.stderr.decode()
+    for name in names:
+        assert (pristine / name).read_text() == f"{name}\n"
+    assert sorted(repo.changed_paths()) == sorted(names)
