@@ -329,3 +329,23 @@ async def test_invalid_spec_exits_2(ws: Path, tmp_path: Path, spec: bytes | str,
     assert message in run.stderr
     assert "tok-SECRET-agent-test" not in run.stderr
     assert not (out / "result.json").exists()
+
+
+async def test_no_tool_runs_before_the_baseline_is_recorded(make_stack: MakeStack, ws: Path,
+                                                            tmp_path: Path) -> None:
+    # Enough files that recording the baseline takes longer than the model's (instant) first answer:
+    # a tool that ran early would have its change swallowed by the baseline and missing from the diff.
+    for d in range(30):
+        (ws / f"pkg{d}").mkdir()
+        for f in range(100):
+            (ws / f"pkg{d}" / f"m{f}.py").write_text(f"VALUE = {d * 100 + f}\n")
+    stack = await make_stack({"name": "eager", "steps": [{"tool_calls": [
+        {"name": "edit_file_content", "arguments": {"file_path": "pkg0/m0.py", "old_string": "VALUE = 0",
+                                                    "new_string": "VALUE = -1"}},
+        {"name": "run_shell_command", "arguments": {"command_string": "rm pkg29/m99.py"}}]}], "final": "ok"})
+    run = await _run(stack, ws, tmp_path)
+    assert run.exit_code == 0, run.stderr
+    patch = run.file("diff.patch")
+    assert "-VALUE = 0\n+VALUE = -1\n" in patch
+    assert "deleted file mode 100644" in patch and "a/pkg29/m99.py" in patch
+    assert run.result().files_changed == 2
