@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import textwrap
 import time
 
@@ -167,3 +169,19 @@ async def test_task_limits_reach_the_agent_however_it_was_started(make_executor:
         assert found["fsize"] == found["child_fsize"] == 3 << 20
         if not use_cgroups:
             assert found["as"] == 512 << 20
+
+
+async def test_a_memory_limit_below_a_warm_sandbox_usage_falls_back_to_a_new_sandbox(
+        make_executor: MakeExecutor, caplog: pytest.LogCaptureFixture) -> None:
+    executor = await make_executor(pool_size=1)
+    if not executor.limits_enforcement.startswith("cgroup"):
+        pytest.skip("needs the memory cgroup")
+    await executor.wait_warm()
+    await asyncio.sleep(0.5)  # the warm interpreter is up and holds more than 4 MiB
+    caplog.set_level(logging.WARNING, logger="runner.adapters.local_executor")
+    outcome = await executor.run(make_job("results['ran'] = True", limits=TaskLimits(memory_bytes=4 << 20)))
+    assert any(r.getMessage().startswith("could not apply the task's limits to a warm sandbox")
+               for r in caplog.records)
+    # The task ran (and here, with 4 MiB, could not even start its interpreter): an outcome, not a crash.
+    assert outcome.exit_code is None
+    assert "out of memory" in outcome.detail and "memory limit of 4 MiB" in outcome.detail

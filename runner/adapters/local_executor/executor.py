@@ -9,8 +9,8 @@ A run, end to end:
    /workspace, and a bind mount shows files added after it was made;
 4. write the task spec line to the agent's stdin: the agent starts working, and the pool starts a
    replacement in the background (not earlier: it would compete with this task's start for the CPU);
-5. wait for it to exit, or kill the whole sandbox when the task's wall time (counted from step 1) runs
-   out;
+5. wait for it to exit, or kill the whole sandbox when the task's wall time (counted from the start of
+   `run`, so sandbox start and materialisation included) runs out;
 6. collect /output (`collect_outputs`) and the captured stdout+stderr (`agent.log`) into the BlobStore;
 7. destroy the sandbox: processes, cgroups, folders. A sandbox never serves a second task.
 
@@ -203,29 +203,26 @@ class LocalExecutor:
         assert self._pool is not None
         limits = self._limits.for_task(job.task.limits)
         t0 = time.monotonic()
-        sandbox, warm = await self._pool.take(limits)
+        sandbox, warm = await self._assign(limits, job.task.id)
+        t1 = time.monotonic()
         ctx = {"task_id": job.task.id, "attempt": job.attempt, "sandbox": sandbox.id}
-        log.info("sandbox assigned", extra={**ctx, "warm": warm, "take_ms": _ms(time.monotonic() - t0)})
+        log.info("sandbox assigned", extra={**ctx, "warm": warm, "assign_ms": _ms(t1 - t0)})
         phase = "materialising the snapshot"
         timed_out = False
         try:
-            deadline = asyncio.timeout(limits.wall_time_s)
+            # The wall time counts from the start of `run`, sandbox start included.
+            deadline = asyncio.timeout(max(0.0, limits.wall_time_s - (t1 - t0)))
             try:
                 async with deadline:
-                    t1 = time.monotonic()
-                    if warm:
-                        sandbox.apply_task_limits(limits)
-                    t2 = time.monotonic()
                     stats = await materialize(self._blobs, job.task.tenant, job.manifest, sandbox.workspace)
-                    t3 = time.monotonic()
+                    t2 = time.monotonic()
                     phase = "running"
                     await sandbox.send_spec(job.agent_spec_json)
-                    t4 = time.monotonic()
+                    t3 = time.monotonic()
                     self._pool.refill()  # now that the task is under way
                     log.debug("task handed to its sandbox", extra={
                         **ctx, "files": stats.files, "symlinks": stats.symlinks, "bytes": stats.bytes,
-                        "take_ms": _ms(t1 - t0), "limits_ms": _ms(t2 - t1), "materialise_ms": _ms(t3 - t2),
-                        "spec_ms": _ms(t4 - t3)})
+                        "assign_ms": _ms(t1 - t0), "materialise_ms": _ms(t2 - t1), "spec_ms": _ms(t3 - t2)})
                     await self._wait(sandbox, limits)
             except TimeoutError:
                 if not deadline.expired():
@@ -245,6 +242,24 @@ class LocalExecutor:
             # Shielded: a second cancellation must not leave the sandbox's folders behind.
             with contextlib.suppress(Exception):
                 await asyncio.shield(destroying)
+
+    async def _assign(self, limits: SandboxLimits, task_id: str) -> tuple[Sandbox, bool]:
+        """A sandbox under the task's limits: a warm one with its limits lowered, or a new one."""
+        assert self._pool is not None
+        sandbox, warm = await self._pool.take(limits)
+        if not warm:
+            return sandbox, False
+        try:
+            sandbox.apply_task_limits(limits)
+            return sandbox, True
+        except OSError as exc:
+            # E.g. a memory limit below what the idle sandbox already uses (EBUSY). A sandbox started
+            # under the limit from the beginning does not have that problem.
+            log.warning("could not apply the task's limits to a warm sandbox; starting a new one",
+                        extra={"task_id": task_id, "sandbox": sandbox.id, "error": str(exc)})
+            sandbox.kill()
+            self._bg.spawn(sandbox.destroy(), f"destroy {sandbox.id}")
+            return await self._start_sandbox(limits), False
 
     async def _wait(self, sandbox: Sandbox, limits: SandboxLimits) -> None:
         """Wait for the sandbox to exit; without a pids cgroup, watch its process count meanwhile."""
