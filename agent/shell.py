@@ -4,9 +4,9 @@ Both the model's shell commands and `setup.sh` run through `run_process`:
 
 - the process starts in its own session (so its own process group) with stdin at EOF, so a timeout can
   kill it *and everything it started* with one `killpg`, and nothing waits for keyboard input;
-- one thread pumps stdout and stderr with `selectors` and hands each chunk to a sink as it arrives, so
-  a command printing gigabytes streams through a fixed amount of memory (`HeadTail` keeps the first and
-  last bytes and counts the rest);
+- the calling thread pumps stdout and stderr with `selectors` and hands each chunk to a sink as it
+  arrives, so a command printing gigabytes streams through a fixed amount of memory (`HeadTail` keeps
+  the first and last bytes and counts the rest);
 - when the command exits but something it left in the background still holds the pipes open (say
   `server &`), reading stops after a short grace period instead of waiting forever; the background
   process keeps running, as it would in a terminal;
@@ -171,11 +171,12 @@ def _run(argv: Sequence[str], cwd: str | os.PathLike[str], timeout_s: float, std
     if stderr is not None:
         assert proc.stderr is not None
         streams[proc.stderr.fileno()] = stderr
-    pump = _Pump(streams)
+    pump: _Pump | None = None
     timed_out = detached = False
     exited_at: float | None = None
     polled_at = start
     try:
+        pump = _Pump(streams)
         while pump.open:
             signals.check()  # SIGTERM is deferred while we run a child: this is where it lands
             now = time.monotonic()
@@ -204,7 +205,8 @@ def _run(argv: Sequence[str], cwd: str | os.PathLike[str], timeout_s: float, std
         proc.wait()
         raise
     finally:
-        pump.close()
+        if pump is not None:
+            pump.close()
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
