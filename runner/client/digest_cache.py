@@ -17,10 +17,11 @@ the relative paths joined by NUL, then flat arrays of 64-bit integers (size, mti
 workspace, is logged and ignored: the cache only ever saves work, never decides an outcome. `save` writes
 a temporary file and renames it into place, and writes nothing when no entry changed.
 
-Use: `with cache.session(started_ns) as s:` around one snapshot, `s.lookup(...)` per file and `s.store(...)`
-per file hashed. Entries not looked up during a session (files deleted, or newly ignored) are dropped when
-it ends. One session at a time per cache (a lock enforces it); the cache can be kept in memory between
-snapshots by a long-lived process (the language server) and saved after each.
+Use: `with cache.session(started_ns) as s:` around one snapshot, `s.lookup(...)` per file (it returns the
+file's manifest entry) and `s.store(...)` per file hashed. Entries not looked up during a session (files
+deleted, or newly ignored) are dropped when it ends. One session at a time per cache (a lock enforces
+it); the cache can be kept in memory between snapshots by a long-lived process (the language server),
+which then makes no new object for an unchanged file, and saved after each.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.client.records import trusted_digest
+from runner.client.records import trusted_digest, trusted_entry
 from runner.config import HomeLayout, codex_home
-from runner.domain.models import Digest
+from runner.domain.models import FileKind, ManifestEntry
 
 __all__ = ["DigestCache", "DigestCacheSession"]
 
@@ -72,7 +73,9 @@ class DigestCache:
         self._inodes = inodes
         self._raw = raw  # 32 bytes per entry
         self._index = dict(zip(paths, range(len(paths)), strict=True))
-        self._digests: list[Digest | None] = [None] * len(paths)  # built on first use, then kept
+        # Manifest entries built on first use, then kept: a long-lived process (the language server)
+        # makes no new object for an unchanged file.
+        self._entries: list[ManifestEntry | None] = [None] * len(paths)
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -161,7 +164,7 @@ class DigestCache:
         header = _HEADER.pack(_MAGIC, len(self._paths), len(root), len(joined), zlib.crc32(body))
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private_folders(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 with open(fd, "wb") as f:
@@ -196,30 +199,41 @@ class DigestCache:
         stat = array("q")
         inodes = array("Q")
         raw: list[bytes] = []
-        digests: list[Digest | None] = []
-        old_stat, old_raw, old_digests = self._stat, self._raw, self._digests
+        entries: list[ManifestEntry | None] = []
+        old_stat, old_raw, old_entries = self._stat, self._raw, self._entries
         for i, rel in enumerate(self._paths):
             if hit[i] and rel not in s.new:
                 paths.append(rel)
                 stat.extend(old_stat[3 * i:3 * i + 3])
                 inodes.append(self._inodes[i])
                 raw.append(old_raw[32 * i:32 * i + 32])
-                digests.append(old_digests[i])
-        for rel, (size, mtime_ns, inode, ctime_ns, digest) in s.new.items():
+                entries.append(old_entries[i])
+        for rel, (size, mtime_ns, inode, ctime_ns, entry) in s.new.items():
             paths.append(rel)
             stat.extend((size, mtime_ns, ctime_ns))
             inodes.append(inode)
-            raw.append(bytes.fromhex(digest.hash))
-            digests.append(digest)
+            raw.append(bytes.fromhex(entry.digest.hash))
+            entries.append(entry)
         self._set(paths, stat, inodes, b"".join(raw))
-        self._digests = digests
+        self._entries = entries
         self._dirty = True
+
+
+def _make_private_folders(folder: Path) -> None:
+    """Create `folder` and its missing parents, each readable by the user only (the cache lists the
+    workspace's file names)."""
+    missing: list[Path] = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
 
 
 class DigestCacheSession:
     """Lookups and stores of one snapshot; made by `DigestCache.session`."""
 
-    __slots__ = ("_cache", "_digests", "_index", "_inodes", "_racy_limit", "_raw", "_stat", "hit", "new")
+    __slots__ = ("_cache", "_entries", "_index", "_inodes", "_racy_limit", "_raw", "_stat", "hit", "new")
 
     def __init__(self, cache: DigestCache, started_ns: int) -> None:
         self._cache = cache
@@ -227,30 +241,35 @@ class DigestCacheSession:
         self._stat = cache._stat
         self._inodes = cache._inodes
         self._raw = cache._raw
-        self._digests = cache._digests
+        self._entries = cache._entries
         self._racy_limit = started_ns - cache.racy_window_ns
         self.hit = bytearray(len(cache._paths))
-        self.new: dict[str, tuple[int, int, int, int, Digest]] = {}
+        self.new: dict[str, tuple[int, int, int, int, ManifestEntry]] = {}
 
-    def lookup(self, rel: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> Digest | None:
-        """The digest of file `rel` if it is unchanged since it was hashed, else None."""
+    def lookup(self, rel: str, kind: FileKind, st: os.stat_result) -> ManifestEntry | None:
+        """The manifest entry of regular file `rel` (of `kind`, with stat `st`) if it is unchanged since it
+        was hashed, else None."""
         i = self._index.get(rel)
         if i is None:
             return None
         j = 3 * i
         stat = self._stat
-        if stat[j] != size or stat[j + 1] != mtime_ns or stat[j + 2] != ctime_ns or self._inodes[i] != inode:
+        if (stat[j] != st.st_size or stat[j + 1] != st.st_mtime_ns or stat[j + 2] != st.st_ctime_ns
+                or self._inodes[i] != st.st_ino):
             return None
         self.hit[i] = 1
-        digest = self._digests[i]
-        if digest is None:
-            digest = self._digests[i] = trusted_digest(self._raw[32 * i:32 * i + 32].hex(), size)
-        return digest
+        entry = self._entries[i]
+        if entry is None:
+            digest = trusted_digest(self._raw[32 * i:32 * i + 32].hex(), st.st_size)
+            entry = self._entries[i] = trusted_entry(rel, kind, digest)
+        elif entry.kind is not kind:
+            entry = self._entries[i] = trusted_entry(rel, kind, entry.digest)
+        return entry
 
-    def store(self, rel: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: Digest) -> bool:
-        """Remember the digest of file `rel` hashed with this stat; False when the entry is racy (see the
-        module docstring) and so not kept."""
-        if mtime_ns >= self._racy_limit or ctime_ns >= self._racy_limit:
+    def store(self, st: os.stat_result, entry: ManifestEntry) -> bool:
+        """Remember the entry of a file hashed when its stat was `st`; False when the entry is racy (see
+        the module docstring) and so not kept."""
+        if st.st_mtime_ns >= self._racy_limit or st.st_ctime_ns >= self._racy_limit:
             return False
-        self.new[rel] = (size, mtime_ns, inode, ctime_ns, digest)
+        self.new[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry)
         return True

@@ -131,6 +131,8 @@ def take_snapshot(root: Path | str, *, cache: DigestCache | None = None, overlay
     root_str = os.path.abspath(root)
     if not os.path.isdir(root_str):
         raise InvalidArgument(f"workspace {root_str} is not a folder")
+    if cache is not None and cache.workspace and cache.workspace != os.path.realpath(root_str):
+        raise InvalidArgument(f"the digest cache given is for workspace {cache.workspace}, not {root_str}")
     checked = check_overlays(overlays or {})
     rules = base_rules(root_str, exclude)
     walk = Walk(root_str, max_files=max_files, max_file_bytes=max_file_bytes)
@@ -176,14 +178,14 @@ def _hash_pending(walk: Walk, session: DigestCacheSession | None) -> tuple[int, 
     hashed_files = hashed_bytes = 0
     for (rel, kind, _, st), result in zip(walk.pending, results, strict=True):
         if isinstance(result, HashResult):
-            digest = trusted_digest(result.hexdigest, result.size)
-            walk.entries.append(trusted_entry(rel, kind, digest))
+            entry = trusted_entry(rel, kind, trusted_digest(result.hexdigest, result.size))
+            walk.entries.append(entry)
             hashed_files += 1
             hashed_bytes += result.size
             walk.total_bytes += result.size - st.st_size
             # Keyed by the walk's stat; a file that changed since then has a new one, so is read again.
             if store is not None and st.st_size == result.size:
-                store(rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, digest)
+                store(st, entry)
             continue
         walk.total_bytes -= st.st_size
         if isinstance(result, FileGrew):

@@ -22,7 +22,6 @@ from runner.client.digest_cache import DigestCacheSession
 from runner.client.gitrepo import read_ignore_file
 from runner.client.ignore import IgnoreRules, match_name
 from runner.client.limits import too_many_files
-from runner.client.records import trusted_entry
 from runner.client.skipped import SkippedFile, SkipReason, display_path
 from runner.domain.errors import InvalidArgument
 from runner.domain.models import Digest, FileKind, ManifestEntry
@@ -168,12 +167,12 @@ class Walk:
                     if size > max_file_bytes:
                         too_big.append((rel, size))
                     kind = _EXECUTABLE if st.st_mode & 0o111 else _FILE
-                    digest = lookup(rel, size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if lookup else None
-                    if digest is None:
+                    known = lookup(rel, kind, st) if lookup is not None else None
+                    if known is None:
                         pending.append((rel, kind, entry.path, st))
                     else:
                         hits += 1
-                        entries.append(trusted_entry(rel, kind, digest))
+                        entries.append(known)
                 elif entry.is_symlink():
                     total += self._symlink(rel, entry.path)
                 else:

@@ -12,8 +12,8 @@ from client_helpers import write_tree
 
 from runner.client.digest_cache import DigestCache
 from runner.client.snapshot import Snapshot, take_snapshot
-from runner.domain.errors import ResourceExhausted
-from runner.domain.models import Digest
+from runner.domain.errors import InvalidArgument, ResourceExhausted
+from runner.domain.models import Digest, FileKind, ManifestEntry
 
 
 def digest_of(snapshot: Snapshot, path: str) -> Digest:
@@ -82,12 +82,18 @@ def test_racy_entries_are_not_kept(tmp_path: Path, workspace: Path) -> None:
     """A file modified within the racy window of the snapshot that hashed it could be modified again
     within the same timestamp tick, unseen: it is hashed again until it has aged."""
     cache = DigestCache(None)  # the default 2 s window
-    with cache.session(started_ns=time.time_ns()) as session:
-        digest = Digest.of(b"x")
-        now = time.time_ns()
-        assert not session.store("fresh", 1, now, 1, now - 10**10, digest)  # mtime too recent
-        assert not session.store("fresh-ctime", 1, now - 10**10, 1, now, digest)  # ctime too recent
-        assert session.store("aged", 1, now - 10**10, 1, now - 10**10, digest)
+    now = time.time_ns()
+    old = now - 10**10
+    entry = ManifestEntry("f", FileKind.FILE, Digest.of(b"x"))
+
+    def stat(mtime_ns: int, ctime_ns: int) -> os.stat_result:
+        # (mode, ino, dev, nlink, uid, gid, size, 3 int times, 3 float times, atime_ns, mtime_ns, ctime_ns)
+        return os.stat_result((0o100644, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0.0, 0.0, 0.0, 0, mtime_ns, ctime_ns))
+
+    with cache.session(started_ns=now) as session:
+        assert not session.store(stat(now, old), entry)  # mtime too recent
+        assert not session.store(stat(old, now), entry)  # ctime too recent
+        assert session.store(stat(old, old), entry)
     assert len(cache) == 1
 
 
@@ -129,6 +135,21 @@ def test_save_is_atomic_private_and_skipped_when_nothing_changed(tmp_path: Path,
     cache.save()  # all hits, nothing dropped: nothing written
     after = cache.path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_cache_for_another_workspace_is_refused(tmp_path: Path, workspace: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(InvalidArgument, match="digest cache"):
+        take_snapshot(other, cache=fresh_cache(tmp_path, workspace))
+
+
+def test_the_cache_folders_are_private(tmp_path: Path, workspace: Path) -> None:
+    cache = DigestCache.for_workspace(workspace, tmp_path / "home" / "cache", racy_window_ns=0)
+    take_snapshot(workspace, cache=cache)
+    cache.save()
+    assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "home" / "cache").stat().st_mode & 0o777 == 0o700
 
 
 def test_the_cache_of_a_workspace_is_found_through_a_symbolic_link(tmp_path: Path, workspace: Path) -> None:
