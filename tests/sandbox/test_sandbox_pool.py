@@ -11,10 +11,11 @@ import time
 
 import pytest
 from conftest import MakeExecutor
-from sandbox_testing import Gateway, alive, make_job, results_of, sandbox_processes
+from sandbox_testing import Gateway, alive, eventually, make_job, results_of, sandbox_processes
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor import AgentCommand
+from runner.domain.errors import TemporaryError, Unavailable
 from runner.ports import SandboxJob
 
 pytestmark = pytest.mark.timeout(60)
@@ -120,3 +121,20 @@ async def test_start_latency_with_and_without_the_pool(make_executor: MakeExecut
         figures[f"{name}_max_ms"] = round(max(latencies), 2)
         await executor.close()
     log.info("run() to the agent's first byte on the gateway socket: %s", figures)
+
+
+async def test_no_gateway_is_a_temporary_error(make_executor: MakeExecutor, gateway: Gateway,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="runner.adapters.local_executor")
+    gateway.stop()
+    executor = await make_executor(pool_size=1)
+    with pytest.raises(Unavailable, match=r"gateway socket .* does not exist") as raised:
+        await executor.run(make_job("unused"))
+    assert isinstance(raised.value, TemporaryError)
+    assert executor.warm_sandboxes == 0
+    await eventually(lambda: any(r.getMessage() == "could not start a warm sandbox; retrying"
+                                 for r in caplog.records))
+    gateway.start()
+    await executor.wait_warm()
+    outcome = await executor.run(make_job("results['reply'] = gateway_request().decode()[:15]"))
+    assert results_of(outcome) == {"reply": "HTTP/1.1 200 OK"}

@@ -4,7 +4,9 @@ A run, end to end:
 
 1. take a sandbox from the warm pool (started earlier: bubblewrap up, the agent imported and blocked
    reading stdin), or start one now when none is ready;
-2. lower its limits to the task's (`SandboxLimits.for_task`);
+2. a warm sandbox, started under the executor's ceilings, gets the task's own limits
+   (`SandboxLimits.for_task`); one started now had them from the start, and one that cannot take them
+   (a memory limit below what it already uses) is replaced by a new one;
 3. write the snapshot into its workspace folder (`materialize`): the folder is already bound at
    /workspace, and a bind mount shows files added after it was made;
 4. write the task spec line to the agent's stdin: the agent starts working, and the pool starts a
@@ -22,7 +24,10 @@ Isolation (`bwrap_args.py`): no network namespace shared (no interface but the s
 host environment (a fixed allow-list), an unprivileged uid with no capabilities, a read-only system,
 writable /workspace, /output and /tmp only; the gateway's unix socket is the one way out.
 Limits (`limits.py`, `cgroups.py`): memory, processes and CPU bandwidth by cgroup v1 where the host
-allows it, rlimits otherwise; CPU seconds, file size and open files by rlimits; wall time here.
+allows it, rlimits otherwise (plus a process-count watchdog, since RLIMIT_NPROC does not bind a root
+runner); CPU seconds, file size and open files by rlimits; wall time here.
+
+A missing gateway socket raises `Unavailable` (temporary: the worker retries later).
 """
 
 from __future__ import annotations
@@ -159,7 +164,8 @@ class LocalExecutor:
                 "limits_by": self._cgroups.describe(), "bwrap": self._bwrap})
 
     async def wait_warm(self) -> None:
-        """Wait until the warm pool is full (benchmarks and tests)."""
+        """Wait until the warm pool is full (benchmarks and tests; retries until it is, so bound it with a
+        timeout). Full means started: the interpreter inside may still be importing for a moment."""
         await self.start()
         assert self._pool is not None
         await self._pool.wait_ready()

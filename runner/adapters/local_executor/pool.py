@@ -55,7 +55,8 @@ class WarmPool:
         self._kick()
 
     async def wait_ready(self) -> None:
-        """Wait until the pool is full (or refilling gave up for now). For warm-up and tests."""
+        """Wait until the refill in progress, if any, has filled the pool (it retries, with backoff, until
+        it has: with a gateway that never comes up this waits for ever). For warm-up and tests."""
         while self._refill is not None and not self._refill.done():
             await asyncio.shield(self._refill)
 
@@ -128,8 +129,8 @@ class WarmPool:
     async def close(self) -> None:
         """Destroy every warm sandbox and stop refilling."""
         self._closed = True
-        for watcher in self._watchers.values():
-            watcher.cancel()
+        # Watchers are not cancelled: once their sandbox is out of the pool and dead they return, and one
+        # busy destroying a sandbox that died idle must finish doing so (awaited below).
         self._watchers.clear()
         if self._refill is not None:
             self._refill.cancel()
