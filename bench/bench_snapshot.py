@@ -1,13 +1,14 @@
 """Benchmark of the workspace snapshotter, with baselines measured in the same run.
 
 Generates a workspace (default 10,000 files, 100 MB, in nested folders, with a .gitignore, an ignored
-build folder, a few symbolic links and executables, as a git repository with nothing committed) and prints:
+build folder, a few symbolic links and executables, committed to a git repository) and prints:
 
 - cold: first snapshot, every file hashed (empty digest cache); against reading every file and hashing
   it with hashlib in a plain loop, and hashlib alone over the same number of bytes in memory;
 - warm: unchanged workspace, as `codex-sys run` sees it (a new process: load the cache file, then
   snapshot) and as the language server sees it (cache kept in memory); against a plain `os.walk` with an
-  lstat per file, and `git ls-files --others --exclude-standard` (listing in C, no stat of each file);
+  lstat per file, `git ls-files --others --exclude-standard` (a listing in C, with no stat of each file)
+  and `git status` (which, like a warm snapshot, stats every file to find what changed);
 - one file edited: warm, with one cache miss.
 
 Each figure is the minimum and median of --repeat runs, interleaved with its baseline. The tree is
@@ -69,7 +70,10 @@ def generate(root: Path, files: int, total_bytes: int, seed: int = 1) -> None:
     build.mkdir()
     for i in range(500):
         (build / f"obj{i}.o").write_bytes(pool[:1000])
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "workspace"], check=True)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -140,7 +144,7 @@ def main() -> None:
         print(f"digest cache: saved in {save * 1e3:.1f} ms, {cache_file.stat().st_size / 1e6:.2f} MB")
 
         print("warm (unchanged workspace):")
-        load, fresh, memory, walk, ls_files = [], [], [], [], []
+        load, fresh, memory, walk, ls_files, status = [], [], [], [], [], []
         for _ in range(args.repeat):
             load.append(timed(lambda: DigestCache.for_workspace(root, cache_dir)))
             fresh.append(timed(partial(take_snapshot, root, cache=DigestCache.for_workspace(root, cache_dir))))
@@ -150,6 +154,9 @@ def main() -> None:
                 ls_files.append(timed(lambda: subprocess.run(
                     [git, "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"],
                     check=True, stdout=subprocess.DEVNULL)))
+                status.append(timed(lambda: subprocess.run(
+                    [git, "-C", str(root), "status", "--porcelain", "--untracked-files=all"],
+                    check=True, stdout=subprocess.DEVNULL)))
         final = take_snapshot(root, cache=cache)
         assert final.stats.hashed_files == 0, final.stats
         row("load the digest cache file", load)
@@ -158,7 +165,8 @@ def main() -> None:
         row("load + take_snapshot (CLI total)", [a + b for a, b in zip(load, fresh, strict=True)])
         row("baseline: os.walk + lstat per file", walk)
         if ls_files:
-            row("baseline: git ls-files --others --exclude-standard", ls_files, "(process included)")
+            row("baseline: git ls-files --others --exclude-standard", ls_files, "(no stat per file)")
+            row("baseline: git status (stats every tracked file)", status)
 
         print("one file edited:")
         edited = Path(paths[len(paths) // 2])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from runner.client.ignore import IgnoreRules, Pattern, match_name, parse_patterns
 
-__all__ = ["Repository", "base_rules", "find_repository", "read_ignore_file"]
+__all__ = ["Repository", "base_rules", "exclude_patterns", "find_repository", "read_ignore_file"]
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ def read_ignore_file(path: str, origin: str) -> list[Pattern]:
     return parse_patterns(data, origin)
 
 
-def base_rules(root: str, exclude: Sequence[str] = ()) -> IgnoreRules:
-    """The rules in force at the workspace `root` (absolute) before its own `.gitignore` is read."""
+def base_rules(root: str, repo: Repository | None, exclude: Sequence[str] = ()) -> IgnoreRules:
+    """The rules in force at the workspace `root` (absolute), inside `repo` (`find_repository(root)`),
+    before its own `.gitignore` is read."""
     rules = IgnoreRules.empty()
-    repo = find_repository(root)
     if repo is not None:
         info_exclude = os.path.join(repo.common_dir, "info", "exclude")
         rules = rules.with_lowest(read_ignore_file(info_exclude, info_exclude))
@@ -129,7 +129,9 @@ def base_rules(root: str, exclude: Sequence[str] = ()) -> IgnoreRules:
             rules = rules.with_file(read_ignore_file(gitignore, gitignore)).child(match_name(name))
             folder = os.path.join(folder, name)
         log.debug("workspace is inside a git work tree", extra={"top": repo.top, "git_dir": repo.git_dir})
-    if exclude:
-        rules = rules.with_exclude(parse_patterns("\n".join(exclude).encode("utf-8", "surrogateescape"),
-                                                  "exclude"))
-    return rules
+    return rules.with_exclude(exclude_patterns(exclude)) if exclude else rules
+
+
+def exclude_patterns(exclude: Sequence[str]) -> list[Pattern]:
+    """The caller's gitignore-style patterns (one per item), relative to the workspace root."""
+    return parse_patterns("\n".join(exclude).encode("utf-8", "surrogateescape"), "exclude")

@@ -127,6 +127,17 @@ class IgnoreRules:
             return self
         return IgnoreRules(top, files, self._compiler)
 
+    def path_ignored(self, path: str) -> bool:
+        """Whether the file at `path` (relative to this folder, '/'-separated) is ignored, itself or by
+        one of its folders (off the walk: for single paths)."""
+        rules = self
+        *folders, name = path.split("/")
+        for folder in folders:
+            if rules.is_ignored(folder, is_dir=True):
+                return True
+            rules = rules.child(match_name(folder))
+        return rules.is_ignored(name, is_dir=False)
+
     def is_ignored(self, name: str, is_dir: bool) -> bool:
         mname = match_name(name)
         match, negated = (self.dir_match, self.dir_negated) if is_dir else (self.file_match, self.file_negated)

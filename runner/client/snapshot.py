@@ -8,15 +8,19 @@ What is in a snapshot: what `git ls-files --others --exclude-standard` would lis
 enclosing repository), minus what cannot be sent faithfully, which is listed in `skipped` with a reason:
 FIFOs, sockets and devices; symbolic links whose target is absolute or leaves the workspace; names that
 are not UTF-8 (manifest paths are strings) or hold a backslash; unreadable files and folders; files that
-vanished or changed kind during the walk. `.git` is never entered. Regular files are FILE, or EXECUTABLE
-when any execute bit is set; a symbolic link is SYMLINK with its target as the blob's bytes, never followed.
+vanished or changed kind during the walk. `.git` is never entered; a repository nested in the workspace
+(a submodule, a cloned dependency) is walked like any folder, its `.gitignore` files applying. Regular
+files are FILE, or EXECUTABLE when any execute bit is set; a symbolic link is SYMLINK with its target as
+the blob's bytes, never followed. Ignore rules apply to untracked files only, as in git: a file git
+tracks is included even where a pattern matches it (`runner.client.tracked`).
 
 Overlays (path -> bytes) replace or add files: the contents of editor buffers not saved yet. An overlay
 applies even to an ignored file (the user has it open) and keeps an executable file executable; one that
 would make a file and a folder of the same path is skipped with a reason.
 
 The steps: the walk (`runner.client.walk`: one `scandir` per folder, one `lstat` and one digest cache
-lookup per file, rules compiled per folder), the overlays (`runner.client.overlay`), the limits
+lookup per file, rules compiled per folder), tracked files the rules left out (asked of git meanwhile),
+the overlays (`runner.client.overlay`), the limits
 (`runner.client.limits`, checked before any file is read), hashing the cache misses
 (`runner.client.hashing`), and sorting. `sources` are indexed on first use: re-submitting an unchanged
 workspace never reads them.
@@ -28,19 +32,20 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 
 from runner.client.digest_cache import DigestCache, DigestCacheSession
-from runner.client.gitrepo import base_rules
+from runner.client.gitrepo import base_rules, exclude_patterns, find_repository
 from runner.client.hashing import FileGrew, HashJob, HashResult, hash_files
 from runner.client.ignore import IgnoreRules
 from runner.client.limits import check_limits
 from runner.client.overlay import apply_overlays, check_overlays
 from runner.client.records import trusted_digest, trusted_entry
 from runner.client.skipped import SkippedFile, SkipReason
+from runner.client.tracked import TrackedIgnored
 from runner.client.walk import Walk
 from runner.domain.errors import InvalidArgument
 from runner.domain.models import Digest, Manifest, ManifestEntry
@@ -134,13 +139,17 @@ def take_snapshot(root: Path | str, *, cache: DigestCache | None = None, overlay
     if cache is not None and cache.workspace and cache.workspace != os.path.realpath(root_str):
         raise InvalidArgument(f"the digest cache given is for workspace {cache.workspace}, not {root_str}")
     checked = check_overlays(overlays or {})
-    rules = base_rules(root_str, exclude)
+    repo = find_repository(root_str)
+    rules = base_rules(root_str, repo, exclude)
+    excluded = IgnoreRules.empty().with_exclude(exclude_patterns(exclude)).path_ignored if exclude else _nothing
     walk = Walk(root_str, max_files=max_files, max_file_bytes=max_file_bytes)
-    if cache is None:
-        data, hashed_files, hashed_bytes = _take(walk, rules, checked, None, max_total_bytes)
-    else:
-        with cache.session(started_ns) as session:
-            data, hashed_files, hashed_bytes = _take(walk, rules, checked, session, max_total_bytes)
+    with TrackedIgnored(root_str, repo) as tracked:
+        if cache is None:
+            data, hashed_files, hashed_bytes = _take(walk, rules, tracked, excluded, checked, None, max_total_bytes)
+        else:
+            with cache.session(started_ns) as session:
+                data, hashed_files, hashed_bytes = _take(walk, rules, tracked, excluded, checked, session,
+                                                         max_total_bytes)
     entries = walk.entries
     entries.sort(key=_by_path)
     manifest = Manifest(tuple(entries))
@@ -157,11 +166,19 @@ def take_snapshot(root: Path | str, *, cache: DigestCache | None = None, overlay
     return Snapshot(manifest, _Sources(root_str, manifest.entries, data), skipped, stats)
 
 
-def _take(walk: Walk, rules: IgnoreRules, overlays: dict[str, bytes], session: DigestCacheSession | None,
+def _nothing(path: str) -> bool:
+    return False
+
+
+def _take(walk: Walk, rules: IgnoreRules, tracked: TrackedIgnored, excluded: Callable[[str], bool],
+          overlays: dict[str, bytes], session: DigestCacheSession | None,
           max_total_bytes: int) -> tuple[dict[str, bytes], int, int]:
-    """Walk, lay the overlays, check the limits, hash what the cache missed. The blob bytes held in memory
-    by path, and how many files and bytes were hashed."""
+    """Walk, add what git tracks though ignored, lay the overlays, check the limits, hash what the cache
+    missed. The blob bytes held in memory by path, and how many files and bytes were hashed."""
     walk.run(rules, session)
+    added = walk.add_tracked(tracked.paths(), excluded, session)
+    if added:
+        log.debug("tracked files included though ignore rules match them", extra={"files": added})
     applied = apply_overlays(walk, overlays)
     if walk.count > walk.max_files or walk.too_big or walk.total_bytes > max_total_bytes:
         check_limits(walk.root, walk.sizes(), max_files=walk.max_files, max_total_bytes=max_total_bytes,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_module
+from collections.abc import Callable, Sequence
 
 from runner.client.digest_cache import DigestCacheSession
 from runner.client.gitrepo import read_ignore_file
@@ -182,6 +183,67 @@ class Walk:
         self.total_bytes += total
         self.ignored += ignored
         self.cache_hits += hits
+
+    def add_tracked(self, paths: Sequence[str], excluded: Callable[[str], bool],
+                    session: DigestCacheSession | None) -> int:
+        """Add files git tracks though the ignore rules left them out (`runner.client.tracked`), unless
+        `excluded` (the caller's own patterns) says no. How many were added."""
+        if not paths:
+            return 0
+        have = {e.path for e in self.entries}
+        have.update(p[0] for p in self.pending)
+        folders: dict[str, bool] = {}  # folder -> is a real folder (not a link) in the workspace
+        added = 0
+        for rel in paths:
+            if rel in have or display_path(rel) in self.skipped or excluded(rel):
+                continue
+            parts = rel.split("/")
+            if ".git" in parts or "" in parts or "." in parts or ".." in parts:
+                continue
+            problem = next((p for p in map(name_problem, parts) if p is not None), None)
+            if problem is None and len(os.fsencode(rel)) > MAX_PATH_BYTES:
+                problem = f"its path is longer than {MAX_PATH_BYTES} bytes"
+            if problem is not None:
+                self.skip(rel, SkipReason.BAD_NAME, problem)
+                continue
+            if not all(self._is_folder("/".join(parts[:i]), folders) for i in range(1, len(parts))):
+                continue  # reached through a link, or gone: git's index is older than the work tree
+            path = os.path.join(self.root, rel)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # deleted in the work tree: not part of it
+            if stat_module.S_ISREG(st.st_mode):
+                self._add_file(rel, path, st, session)
+            elif stat_module.S_ISLNK(st.st_mode):
+                self.total_bytes += self._symlink(rel, path)
+            else:
+                continue  # a submodule's folder, or a file that became something else
+            added += 1
+        return added
+
+    def _is_folder(self, rel: str, known: dict[str, bool]) -> bool:
+        found = known.get(rel)
+        if found is None:
+            try:
+                found = stat_module.S_ISDIR(os.lstat(os.path.join(self.root, rel)).st_mode)
+            except OSError:
+                found = False
+            known[rel] = found
+        return found
+
+    def _add_file(self, rel: str, path: str, st: os.stat_result, session: DigestCacheSession | None) -> None:
+        """What the walk does for a regular file, for one found another way."""
+        self.total_bytes += st.st_size
+        if st.st_size > self.max_file_bytes:
+            self.too_big.append((rel, st.st_size))
+        kind = _EXECUTABLE if st.st_mode & 0o111 else _FILE
+        known = session.lookup(rel, kind, st) if session is not None else None
+        if known is None:
+            self.pending.append((rel, kind, path, st))
+        else:
+            self.cache_hits += 1
+            self.entries.append(known)
 
     def _stat_failed(self, rel: str, exc: OSError) -> None:
         if exc.errno == errno.ENAMETOOLONG:
