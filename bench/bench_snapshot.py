@@ -9,6 +9,7 @@ build folder, a few symbolic links and executables, committed to a git repositor
   snapshot) and as the language server sees it (cache kept in memory); against a plain `os.walk` with an
   lstat per file, `git ls-files --others --exclude-standard` (a listing in C, with no stat of each file)
   and `git status` (which, like a warm snapshot, stats every file to find what changed);
+- cold with big files (8 x 16 MiB): hashing on worker threads against hashlib in one thread;
 - one file edited: warm, with one cache miss.
 
 Each figure is the minimum and median of --repeat runs, interleaved with its baseline. The tree is
@@ -167,6 +168,23 @@ def main() -> None:
         if ls_files:
             row("baseline: git ls-files --others --exclude-standard", ls_files, "(no stat per file)")
             row("baseline: git status (stats every tracked file)", status)
+
+        big = base / "big"
+        big.mkdir(exist_ok=True)
+        blob = os.urandom(16 << 20)
+        for i in range(8):
+            (big / f"f{i}.bin").write_bytes(blob[i:] + blob[:i])
+        big_paths = [str(p) for p in sorted(big.iterdir())]
+        print(f"cold, big files (8 x 16 MiB, hashed on worker threads; cpus={os.cpu_count()}):")
+        cold_big, read_hash_big, pure_big = [], [], []
+        in_memory_big = partial(hashlib.sha256, blob * 8)
+        for _ in range(max(3, args.repeat // 2)):
+            cold_big.append(timed(lambda: take_snapshot(big)))
+            read_hash_big.append(timed(lambda: baseline_read_hash(big_paths)))
+            pure_big.append(timed(in_memory_big))
+        row("take_snapshot", cold_big)
+        row("baseline: open+read+sha256 per file, plain loop", read_hash_big)
+        row("baseline: sha256 of the same bytes in memory", pure_big)
 
         print("one file edited:")
         edited = Path(paths[len(paths) // 2])

@@ -1,8 +1,8 @@
 """SHA-256 of workspace files, at close to the speed of `hashlib` itself.
 
 A cold snapshot hashes every file: for 10,000 small files the cost is mostly system calls, for a few big
-ones it is SHA-256. So: small files are read with one `read` sized from their stat (no buffer of a
-mebibyte allocated per file, as `hashlib.file_digest` does); big files stream through one reused 1 MiB
+ones it is SHA-256. So: small files are read with one `read` sized from their stat (no 256 KiB buffer
+allocated per file, as `hashlib.file_digest` does); big files stream through one reused 1 MiB
 buffer per thread, on a few worker threads (`hashlib` and `read` release the GIL), while the calling
 thread does the small files.
 
