@@ -7,20 +7,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_testing import Gateway, probe_command
+from sandbox_testing import Gateway, MakeExecutor, probe_command
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor import LocalExecutor
 from runner.config import HomeLayout
 
 BWRAP = shutil.which("bwrap")
-
-MakeExecutor = Callable[..., Awaitable[LocalExecutor]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

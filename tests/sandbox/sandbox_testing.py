@@ -10,15 +10,18 @@ import socketserver
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.wire import AgentTaskSpec
-from runner.adapters.local_executor import AgentCommand, base_interpreter
+from runner.adapters.local_executor import AgentCommand, LocalExecutor, base_interpreter
 from runner.domain.models import EMPTY_DIGEST, Manifest, TaskLimits, TaskRecord
 from runner.ports import SandboxJob, SandboxOutcome
+
+# The `make_executor` fixture (conftest.py): keyword arguments of LocalExecutor, started, closed after the test.
+MakeExecutor = Callable[..., Awaitable[LocalExecutor]]
 
 AGENTS_DIR = Path(__file__).parent / "agents"
 AGENTS_IN_SANDBOX = "/opt/test-agents"

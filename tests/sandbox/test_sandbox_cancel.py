@@ -8,9 +8,9 @@ import textwrap
 import time
 
 import pytest
-from conftest import MakeExecutor
 from sandbox_testing import (
     Gateway,
+    MakeExecutor,
     alive,
     eventually,
     make_job,

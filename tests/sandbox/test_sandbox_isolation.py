@@ -10,8 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import MakeExecutor
-from sandbox_testing import Gateway, TcpListener, make_job, results_of
+from sandbox_testing import Gateway, MakeExecutor, TcpListener, make_job, results_of
 
 from runner.config import HomeLayout
 from runner.domain.errors import InvalidArgument

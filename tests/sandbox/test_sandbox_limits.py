@@ -8,8 +8,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import MakeExecutor
-from sandbox_testing import alive, make_job, results_of, sandbox_processes
+from sandbox_testing import MakeExecutor, alive, make_job, results_of, sandbox_processes
 
 from runner.adapters.local_executor import SandboxLimits
 from runner.domain.models import TaskLimits

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import MakeExecutor
-from sandbox_testing import TENANT, make_job, results_of
+from sandbox_testing import TENANT, MakeExecutor, make_job, results_of
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor.materialize import CopiesBlobsToFiles, materialize

@@ -5,8 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import MakeExecutor
-from sandbox_testing import TENANT, make_job
+from sandbox_testing import TENANT, MakeExecutor, make_job
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor import OutputLimits

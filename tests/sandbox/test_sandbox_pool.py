@@ -10,8 +10,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import MakeExecutor
-from sandbox_testing import Gateway, alive, eventually, make_job, results_of, sandbox_processes
+from sandbox_testing import Gateway, MakeExecutor, alive, eventually, make_job, results_of, sandbox_processes
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor import AgentCommand

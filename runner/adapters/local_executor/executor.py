@@ -108,7 +108,7 @@ class LocalExecutor:
         self._gateway_socket = Path(gateway_socket).absolute()
         self._agent = agent or AgentCommand.default()
         self._pool_size = pool_size
-        self._bwrap = bwrap or _find_bwrap()
+        self._bwrap = os.path.realpath(bwrap or _find_bwrap())  # compared with /proc/<pid>/exe
         self._limits = limits or SandboxLimits()
         self._output_limits = output_limits or OutputLimits()
         self._use_cgroups = use_cgroups
@@ -256,6 +256,7 @@ class LocalExecutor:
         if not warm:
             return sandbox, False
         try:
+            await sandbox.settle()
             sandbox.apply_task_limits(limits)
             return sandbox, True
         except OSError as exc:

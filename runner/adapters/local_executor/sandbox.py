@@ -61,6 +61,8 @@ _EXIT_WAIT_S = 5.0
 _LOG_DRAIN_S = 2.0
 _CGROUP_REMOVE_S = 2.0
 _LIMIT_WALKS = 20
+_SETTLE_POLL_S = 0.002
+_SETTLE_TIMEOUT_S = 2.0
 _WATCHDOG_INTERVAL_S = 0.1
 # A warm sandbox starts (interpreter, imports) at this niceness, so that filling the pool yields the CPU
 # to tasks already running; it gets the normal priority back when it is handed its task.
@@ -236,14 +238,36 @@ class Sandbox:
 
     # ---- the task -------------------------------------------------------------------------------
 
+    async def settle(self) -> bool:
+        """Wait until bubblewrap has started the sandbox's command (a process in its tree that is no longer
+        bubblewrap). Until then the command may be in the middle of being created: it has copied its
+        rlimits from bubblewrap but is not yet listed as bubblewrap's child, so limits applied to the tree
+        would miss it. A sandbox warm for more than a few milliseconds is settled at the first look."""
+        assert self._proc is not None
+        bwrap = self._config.bwrap  # a resolved path (LocalExecutor)
+        for _ in range(int(_SETTLE_TIMEOUT_S / _SETTLE_POLL_S)):
+            if self.exited:
+                return False
+            for pid in process_tree(self._proc.pid)[1:]:
+                try:
+                    if os.readlink(f"/proc/{pid}/exe") != bwrap:
+                        return True
+                except OSError:
+                    continue
+            await asyncio.sleep(_SETTLE_POLL_S)
+        log.warning("sandbox command not started after %s s", _SETTLE_TIMEOUT_S, extra={"sandbox": self.id})
+        return False
+
     def apply_task_limits(self, limits: SandboxLimits) -> None:
         """Lower the ceilings a warm sandbox started with to this task's limits.
 
         cgroup limits hold for the whole group at once. rlimits are per process and copied at fork, so
-        they are applied to every process of the sandbox, walking its tree again until a walk finds no
-        process it has not seen: a process forked after its parent was limited inherits the limits, and
-        one forked just before shows up in the next walk. (A warm sandbox is idle, blocked on stdin; the
-        walk converges at once.) The same walk gives the processes the normal CPU priority back.
+        they are applied to every process of the sandbox (call `settle` first), walking its tree again
+        until a walk finds no process it has not seen: a process forked after its parent was limited
+        inherits the limits, and one forked just before shows up in the next walk. (A warm sandbox is
+        idle, blocked on stdin; the walk converges at once.) A child the command is creating at this very
+        moment may keep the ceilings; commands that fork while idle should not rely on per-task rlimits.
+        The same walk gives the processes the normal CPU priority back.
         """
         if self.cgroup is not None and self._limits_enforced:
             self.cgroup.set_limits(limits.memory_bytes, limits.max_processes, limits.cpus)
