@@ -34,6 +34,7 @@ from runner.gateway.server import Gateway
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
+from runner.worker.exhausted import sweep_forever
 from runner.worker.worker import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class EmbeddedConfig:
     token_file: Path | None = None
     scripted_scenario: str = DEFAULT_SCENARIO
     max_blob_bytes: int = MAX_BLOB_BYTES
+    # The only consumer of this state: at start, deliveries a crashed predecessor held are taken back
+    # at once (as their next attempt) instead of after their ack deadline.
+    sole_consumer: bool = True
     limits: ServiceLimits = field(default_factory=ServiceLimits)
 
     @classmethod
@@ -99,6 +103,7 @@ class EmbeddedRunner:
         self._executor: LocalExecutor | None = None
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._api: ApiServer | None = None
         self.service: TaskService | None = None
 
@@ -137,8 +142,14 @@ class EmbeddedRunner:
             await self._executor.start()
             self._worker = Worker(self.service, queue, self._executor, self._gateway,
                                   WorkerConfig(concurrency=cfg.workers))
+            if cfg.sole_consumer:
+                released = await queue.release_leases()
+                if released:
+                    log.info("tasks of a previous run taken back", extra={"tasks": released})
             self._worker_task = asyncio.create_task(self._worker.run(), name="worker")
             self._worker_task.add_done_callback(_log_exit)
+            self._sweeper = asyncio.create_task(sweep_forever(self.service, queue), name="exhausted-sweeper")
+            self._sweeper.add_done_callback(_log_exit)
         if cfg.run_api:
             tokens = load_token_file(cfg.token_file) if cfg.token_file else {}
             self._api = ApiServer(self.service)
@@ -154,6 +165,10 @@ class EmbeddedRunner:
     async def close(self) -> None:
         if self._api is not None:
             await self._api.drain()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._worker is not None:
             self._worker.stop()
         if self._worker_task is not None:
@@ -176,7 +191,7 @@ class EmbeddedRunner:
             await self._blobs.close()
         if self._db is not None:
             await self._db.close()
-        self._api = self._worker = self._worker_task = self._executor = None
+        self._api = self._worker = self._worker_task = self._executor = self._sweeper = None
         self._gateway = self._scripted = self._db = self._blobs = None
 
 

@@ -14,7 +14,7 @@ import logging
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,17 @@ async def _connect(args: argparse.Namespace) -> AsyncIterator[RunnerClient]:
         await client.close()
 
 
+def _reviver(args: argparse.Namespace) -> Callable[[], Awaitable[None]] | None:
+    """For the embedded runner: start it again if it went away (its tasks are taken back on start)."""
+    if args.runner:
+        return None
+
+    async def revive() -> None:
+        await ensure_embedded_runner(HomeLayout(codex_home()))
+
+    return revive
+
+
 async def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "runner":
@@ -81,8 +92,10 @@ async def dispatch(args: argparse.Namespace) -> int:
 # ---- run / watch ------------------------------------------------------------------------------------
 
 
-async def follow(client: RunnerClient, task_id: str, as_json: bool, after_seq: int = 0) -> m.TaskRecord:
-    """Stream a task's events until its result, reconnecting from the last sequence number seen."""
+async def follow(client: RunnerClient, task_id: str, as_json: bool, after_seq: int = 0,
+                 revive: Callable[[], Awaitable[None]] | None = None) -> m.TaskRecord:
+    """Stream a task's events until its result, reconnecting from the last sequence number seen (and
+    restarting the embedded runner through `revive` if it went away)."""
     console = Console(stderr=True)
     last_seq = after_seq
     retries = 0
@@ -104,7 +117,11 @@ async def follow(client: RunnerClient, task_id: str, as_json: bool, after_seq: i
                 retries += 1
                 if retries > WATCH_RETRIES:
                     raise
-                await asyncio.sleep(min(0.2 * 2 ** retries, 5.0))
+                await asyncio.sleep(min(0.1 * 2 ** retries, 5.0))
+                if revive is not None:
+                    with contextlib.suppress(Unavailable):
+                        await revive()
+                await client.reconnect()
     return await client.get_task(task_id)
 
 
@@ -153,7 +170,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             if not args.json:
                 sys.stdout.write(task.id + "\n")
             return EXIT_OK
-        final = await follow(client, task.id, args.json)
+        final = await follow(client, task.id, args.json, revive=_reviver(args))
         if args.out:
             await download_artifacts(client, final, Path(args.out))
         if args.json:
@@ -171,7 +188,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def cmd_watch(args: argparse.Namespace) -> int:
     async with _connect(args) as client:
-        final = await follow(client, args.task_id, args.json, args.after_seq)
+        final = await follow(client, args.task_id, args.json, args.after_seq, revive=_reviver(args))
         if args.json:
             _emit(result_json(final))
     return EXIT_OK if final.state is m.TaskState.COMPLETED else EXIT_TASK

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from runner import logs
@@ -65,7 +66,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def worker(args: argparse.Namespace) -> int:
     home = HomeLayout(codex_home())
-    return await _serve(_config(args, home, run_api=False, run_worker=True), None)
+    config = replace(_config(args, home, run_api=False, run_worker=True), sole_consumer=False)
+    return await _serve(config, None)
 
 
 async def scripted_llm(args: argparse.Namespace) -> int:

@@ -37,6 +37,13 @@ class RunnerClient:
         self._channel = aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.RunnerStub(self._channel)
 
+    async def reconnect(self) -> None:
+        """A fresh channel (after the runner restarted): no waiting out the old one's backoff."""
+        old = self._channel
+        self._channel = aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.RunnerStub(self._channel)
+        await old.close()
+
     async def __aenter__(self) -> RunnerClient:
         return self
 
