@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from runner.domain.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -47,6 +50,13 @@ def _run_all(ops: list[Callable[[], Any]]) -> list[_Outcome]:
         except BaseException as exc:  # handed back to the awaiting coroutine
             outcomes.append((False, exc))
     return outcomes
+
+
+def _fail(batch: list[_Op], error: Exception, cause: BaseException | None) -> None:
+    error.__cause__ = cause
+    for _, fut, _ in batch:
+        if not fut.done():
+            fut.set_exception(error)
 
 
 class BatchRunner:
@@ -89,30 +99,36 @@ class BatchRunner:
                 op = self._pending.popleft()
                 self._pending_cost -= op[2]
                 batch.append(op)
+            try:
+                inner = loop.run_in_executor(self._executor, _run_all, [op for op, _, _ in batch])
+            except RuntimeError as exc:  # no thread could be started (or the pool is shut down)
+                log.error("cannot run blob I/O", exc_info=True, extra={"operations": len(batch)})
+                _fail(batch, Unavailable(f"the blob store cannot run file operations: {exc}"), exc)
+                continue
             self._running += 1
-            inner = loop.run_in_executor(self._executor, _run_all, [op for op, _, _ in batch])
             inner.add_done_callback(functools.partial(self._finish, loop, batch))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list[_Op],
                 done: asyncio.Future[list[_Outcome]]) -> None:
         self._running -= 1
-        if done.cancelled() or done.exception() is not None:
-            # Only the executor shutting down gets here: the operations themselves never raise out.
-            exc = Unavailable("the blob store's I/O threads stopped")
-            for _, fut, _ in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut, _), (ok, value) in zip(batch, done.result(), strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-        self._start_lanes(loop)
-        if not self._running and self._idle is not None:
-            self._idle.set()
+        try:
+            if done.cancelled() or done.exception() is not None:
+                # Only the executor shutting down gets here: the operations themselves never raise out.
+                _fail(batch, Unavailable("the blob store's I/O threads stopped"), None)
+            else:
+                for (_, fut, _), (ok, value) in zip(batch, done.result(), strict=True):
+                    if fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(value)
+                    elif isinstance(value, StopIteration):  # a future cannot carry StopIteration
+                        fut.set_exception(RuntimeError(repr(value)))
+                    else:
+                        fut.set_exception(value)
+        finally:
+            self._start_lanes(loop)
+            if not self._running and self._idle is not None:
+                self._idle.set()
 
     async def close(self) -> None:
         """Let running and queued operations finish, then stop the threads."""
