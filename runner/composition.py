@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -163,6 +164,12 @@ class EmbeddedRunner:
         return self._api.tcp_port if self._api else None
 
     async def close(self) -> None:
+        started = time.monotonic()
+        steps: dict[str, float] = {}
+
+        def step(name: str) -> None:
+            steps[name] = round((time.monotonic() - started) * 1000, 1)
+
         if self._api is not None:
             await self._api.drain()
         if self._sweeper is not None:
@@ -179,18 +186,23 @@ class EmbeddedRunner:
                 self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker_task
+        step("worker_ms")
         if self._api is not None:
             await self._api.stop(grace_s=2.0)
+        step("api_ms")
         for closer in (self._executor, self._gateway, self._scripted):
             if closer is not None:
                 try:
                     await closer.close()
                 except Exception:
                     log.exception("close failed", extra={"component": type(closer).__name__})
+                step(f"{type(closer).__name__}_ms")
         if self._blobs is not None:
             await self._blobs.close()
         if self._db is not None:
             await self._db.close()
+        if steps:
+            log.info("runner stopped", extra=steps)
         self._api = self._worker = self._worker_task = self._executor = self._sweeper = None
         self._gateway = self._scripted = self._db = self._blobs = None
 

@@ -82,10 +82,19 @@ async def stop_embedded_runner(layout: HomeLayout, timeout_s: float = 15.0) -> b
         return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return True
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     os.kill(pid, 9)
     return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: the runner outlives the command that started it, so its parent is init,
+    which may take a while to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")

@@ -75,19 +75,35 @@ class Worker:
         self._stopping.set()
 
     async def _slot(self, index: int) -> None:
-        while not self._stopping.is_set():
-            try:
-                delivery = await self._queue.receive(timeout_s=1.0)
-            except TemporaryError as exc:
-                log.warning("queue unavailable", extra={"error": str(exc), "slot": index})
-                await asyncio.sleep(exc.delay_s or 1.0)
-                continue
-            if delivery is None:
-                continue
-            try:
-                await self.handle(delivery)
-            except Exception:
-                log.exception("delivery handling failed", extra={"task_id": delivery.task.task_id})
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                receiving = asyncio.ensure_future(self._queue.receive(timeout_s=5.0))
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():  # stopping: take no new work
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        delivery = await receiving
+                        if delivery is not None:  # it arrived as we stopped: hand it back at once
+                            await delivery.nak(0)
+                    return
+                await self._serve_one(index, receiving)
+        finally:
+            stopping.cancel()
+
+    async def _serve_one(self, index: int, receiving: asyncio.Future[Delivery | None]) -> None:
+        try:
+            delivery = receiving.result()
+        except TemporaryError as exc:
+            log.warning("queue unavailable", extra={"error": str(exc), "slot": index})
+            await asyncio.sleep(exc.delay_s or 1.0)
+            return
+        if delivery is None:
+            return
+        try:
+            await self.handle(delivery)
+        except Exception:
+            log.exception("delivery handling failed", extra={"task_id": delivery.task.task_id})
 
     async def handle(self, delivery: Delivery) -> None:
         task_id = delivery.task.task_id

@@ -96,9 +96,10 @@ async def test_cancel_kills_a_running_task_within_seconds(short_tmp, provider_fa
     started = time.monotonic()
     cancel = await codex.run("cancel", task_id)
     assert cancel.returncode == 0, cancel.stderr
-    rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+    rest, err = await asyncio.wait_for(proc.communicate(), 30)
     elapsed = time.monotonic() - started
 
+    assert rest.strip(), err.decode()[-3000:] + codex.runner_log()[-5000:]
     result = json.loads(rest.decode().strip().splitlines()[-1])
     assert result["type"] == "result" and result["status"] == "CANCELLED"
     assert proc.returncode == 1
