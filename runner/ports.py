@@ -47,6 +47,12 @@ class BlobStore(Protocol):
     async def put_bytes(self, tenant: str, data: bytes) -> Digest:
         """Store small in-memory data; returns its digest."""
 
+    async def put_many(self, tenant: str, items: Sequence[tuple[Digest, bytes]]) -> None:
+        """Store complete small blobs in one go (an upload's small files arrive many to a message).
+
+        Every item is verified first: on a mismatch, `InvalidArgument` names the digest and none of the
+        items is stored. `ResourceExhausted` for an item over `max_blob_size`."""
+
     def read(self, tenant: str, digest: Digest, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         """Stream a blob's bytes (an async generator). Raises `NotFound` on first iteration. Data is
         verified as it is read; a blob whose bytes no longer match its digest raises `Unavailable` at

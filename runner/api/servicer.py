@@ -7,9 +7,10 @@ digest before it becomes visible, so a failed or lying upload never corrupts wha
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from grpc import aio
@@ -21,7 +22,7 @@ from runner.api.auth import Authenticator
 from runner.api.errors import status_of
 from runner.domain import models as m
 from runner.domain.errors import CodexError, InvalidArgument
-from runner.ports import BlobWriter
+from runner.ports import BlobStore, BlobWriter
 from runner.tasks.service import TaskRequest, TaskService
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 Ctx: TypeAlias = Any
 R = TypeVar("R")
 ARTIFACT_CHUNK = 1 << 20
+COMMITS_IN_FLIGHT = 64
 MAX_DIGESTS_PER_CALL = 200_000
 
 
@@ -48,6 +50,111 @@ def _limits_from_pb(msg: pb.TaskLimits) -> m.TaskLimits:
     return m.TaskLimits(wall_time_s=msg.wall_time_seconds, max_steps=msg.max_steps,
                         max_llm_requests=msg.max_llm_requests, max_llm_tokens=msg.max_llm_tokens,
                         command_timeout_s=msg.command_timeout_seconds)
+
+
+class _Upload:
+    """One UploadBlobs stream: blobs arrive as ordered chunks; each is verified by its writer's commit.
+
+    Commits run concurrently (up to `COMMITS_IN_FLIGHT`), and the whole small blobs of one message are
+    stored as one batch: with many small files, waiting for each one's verification and rename before
+    reading the next chunk would leave the store idle between blobs.
+    """
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._writer: BlobWriter | None = None
+        self._current: m.Digest | None = None
+        self._offset = 0
+        # Commits and batches under way; each yields (blobs, bytes) stored.
+        self._commits: set[asyncio.Task[tuple[int, int]]] = set()
+        self.stored = 0
+        self.stored_bytes = 0
+
+    async def message(self, tenant: str, chunks: Sequence[pb.BlobChunk]) -> None:
+        """Whole small blobs of a message are stored together in one batch; the others stream through
+        a writer, chunk by chunk."""
+        batch: list[tuple[m.Digest, bytes]] = []
+        for chunk in chunks:
+            if self._writer is None and chunk.offset == 0 and chunk.last:
+                digest = codec.digest_from_pb(chunk.digest, "chunk digest")
+                if len(chunk.data) != digest.size:
+                    raise InvalidArgument(f"blob {digest} arrived with {len(chunk.data)} bytes")
+                batch.append((digest, chunk.data))
+                continue
+            if batch:
+                self._start(self._put_many(tenant, batch))
+                batch = []
+            await self.chunk(tenant, chunk)
+        if batch:
+            self._start(self._put_many(tenant, batch))
+        if len(self._commits) >= COMMITS_IN_FLIGHT:
+            await self._settle(asyncio.FIRST_COMPLETED)
+
+    async def _put_many(self, tenant: str, batch: list[tuple[m.Digest, bytes]]) -> tuple[int, int]:
+        await self._blobs.put_many(tenant, batch)
+        return len(batch), sum(d.size for d, _ in batch)
+
+    def _start(self, work: Coroutine[Any, Any, tuple[int, int]]) -> None:
+        self._commits.add(asyncio.create_task(work))
+
+    async def chunk(self, tenant: str, chunk: pb.BlobChunk) -> None:
+        digest = codec.digest_from_pb(chunk.digest, "chunk digest")
+        if self._current is None or digest != self._current:
+            if self._writer is not None:
+                raise InvalidArgument(f"blob {self._current} ended without a chunk marked last")
+            if chunk.offset != 0:
+                raise InvalidArgument(f"blob {digest} starts at offset {chunk.offset}, not 0")
+            self._writer = await self._blobs.writer(tenant, digest)
+            self._current, self._offset = digest, 0
+        elif chunk.offset != self._offset:
+            raise InvalidArgument(f"blob {digest}: chunk at offset {chunk.offset}, expected {self._offset}")
+        writer = self._writer
+        assert writer is not None
+        if chunk.data:
+            await writer.write(chunk.data)
+        self._offset += len(chunk.data)
+        if chunk.last:
+            self._writer, self._current = None, None
+            self._start(self._commit(writer, digest))
+            if len(self._commits) >= COMMITS_IN_FLIGHT:
+                await self._settle(asyncio.FIRST_COMPLETED)
+
+    @staticmethod
+    async def _commit(writer: BlobWriter, digest: m.Digest) -> tuple[int, int]:
+        await writer.commit()
+        return 1, digest.size
+
+    async def _settle(self, when: str) -> None:
+        done, self._commits = await asyncio.wait(self._commits, return_when=when)
+        failure: BaseException | None = None
+        for task in done:
+            exc = task.exception()
+            if exc is None:
+                blobs, size = task.result()
+                self.stored += blobs
+                self.stored_bytes += size
+            elif failure is None:
+                failure = exc
+        if failure is not None:
+            raise failure
+
+    async def finish(self) -> None:
+        if self._writer is not None:
+            raise InvalidArgument(f"the stream ended in the middle of blob {self._current}")
+        if self._commits:
+            await self._settle(asyncio.ALL_COMPLETED)
+
+    async def abort(self) -> None:
+        """Stop: the blob being written is discarded; commits under way finish (each is all or nothing)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.abort()
+        if self._commits:
+            await asyncio.wait(self._commits)
+            for task in self._commits:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failure here was already reported or is moot
+            self._commits = set()
 
 
 class RunnerServicer(pb_grpc.RunnerServicer):
@@ -69,46 +176,18 @@ class RunnerServicer(pb_grpc.RunnerServicer):
 
     async def UploadBlobs(self, request_iterator: AsyncIterator[pb.UploadBlobsRequest],
                           context: Ctx) -> pb.UploadBlobsResponse:
-        writer: BlobWriter | None = None
-        current: m.Digest | None = None
-        expected_offset = 0
-        stored = 0
-        stored_bytes = 0
+        upload = _Upload(self._service.blobs)
         try:
             tenant = self._tenant(context)
-            blobs = self._service.blobs
             async for message in request_iterator:
-                for chunk in message.chunks:
-                    digest = codec.digest_from_pb(chunk.digest, "chunk digest")
-                    if current is None or digest != current:
-                        if writer is not None:
-                            raise InvalidArgument(f"blob {current} ended without a chunk marked last")
-                        if chunk.offset != 0:
-                            raise InvalidArgument(f"blob {digest} starts at offset {chunk.offset}, not 0")
-                        writer = await blobs.writer(tenant, digest)
-                        current, expected_offset = digest, 0
-                    elif chunk.offset != expected_offset:
-                        raise InvalidArgument(f"blob {digest}: chunk at offset {chunk.offset}, expected "
-                                              f"{expected_offset}")
-                    assert writer is not None
-                    if chunk.data:
-                        await writer.write(chunk.data)
-                    expected_offset += len(chunk.data)
-                    if chunk.last:
-                        await writer.commit()
-                        writer, current = None, None
-                        stored += 1
-                        stored_bytes += digest.size
-            if writer is not None:
-                raise InvalidArgument(f"the stream ended in the middle of blob {current}")
+                await upload.message(tenant, message.chunks)
+            await upload.finish()
         except CodexError as exc:
-            if writer is not None:
-                await writer.abort()
+            await upload.abort()
             await context.abort(status_of(exc), str(exc))
         finally:
-            if writer is not None:
-                await writer.abort()
-        return pb.UploadBlobsResponse(blobs_stored=stored, bytes_stored=stored_bytes)
+            await upload.abort()
+        return pb.UploadBlobsResponse(blobs_stored=upload.stored, bytes_stored=upload.stored_bytes)
 
     @_rpc
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Ctx) -> pb.CreateTaskResponse:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 
+from runner.client.blob_source import BlobSource
 from runner.client.digest_cache import DigestCache, DigestCacheSession
 from runner.client.gitrepo import base_rules, exclude_patterns, find_repository
 from runner.client.hashing import FileGrew, HashJob, HashResult, hash_files
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 # Where a blob's bytes are: a file to read when uploading, or the bytes themselves (symbolic link
 # targets, overlays).
-BlobSource = Path | bytes
 
 _by_path = attrgetter("path")
 
@@ -107,7 +107,7 @@ class _Sources(Mapping[Digest, BlobSource]):
         data = self._data.get(entry.path)
         if data is not None:
             return data
-        return Path(self._root, entry.path)
+        return f"{self._root}/{entry.path}"
 
     def __contains__(self, digest: object) -> bool:
         if not isinstance(digest, Digest):

@@ -17,14 +17,13 @@ from typing import Any
 
 from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner.api import codec
+from runner.client.blob_source import BlobSource
 from runner.client.connection import RunnerClient
 from runner.domain import models as m
 from runner.domain.errors import FailedPrecondition, InvalidArgument
 
 MESSAGE_BYTES = 2 << 20
 CHUNK_BYTES = 1 << 20
-
-BlobSource = Path | bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +51,7 @@ def _chunks_of(digest: m.Digest, source: BlobSource) -> Iterator[pb.BlobChunk]:
     yield pb.BlobChunk(digest=pdigest, offset=offset, data=pending or b"", last=True)
 
 
-def _read_file(path: Path, digest: m.Digest) -> Iterator[bytes]:
+def _read_file(path: str | Path, digest: m.Digest) -> Iterator[bytes]:
     read = 0
     with open(path, "rb") as f:
         while True:

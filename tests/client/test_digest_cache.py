@@ -51,7 +51,8 @@ def test_touch_modify_and_same_size_edits_are_misses(tmp_path: Path, workspace: 
     a, b, c = workspace / "a.txt", workspace / "b.txt", workspace / "sub" / "c.txt"
     st = b.stat()
 
-    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # touched: same bytes, new mtime
+    # Touched: same bytes, another mtime (in the past: one in the future would be racy, never cached).
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns - 1_000_000_000))
     b.write_bytes(b"BRAVO")  # same size, new content...
     os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime put back: ctime still tells
     c.write_bytes(b"charlie!")  # a plain edit

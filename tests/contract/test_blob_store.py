@@ -52,6 +52,31 @@ async def test_put_bytes_twice_is_harmless(blob_store: BlobStore) -> None:
     assert await blob_store.get_bytes(TENANT, first) == b"same"
 
 
+async def test_put_many_stores_every_item_verified(blob_store: BlobStore) -> None:
+    items = [(Digest.of(data), data) for data in (b"one", b"two", b"", os.urandom(50_000))]
+    await blob_store.put_many(TENANT, items)
+    assert await blob_store.find_missing(TENANT, [d for d, _ in items]) == []
+    for digest, data in items:
+        assert await blob_store.get_bytes(TENANT, digest) == data
+    assert await blob_store.find_missing(OTHER, [items[0][0]]) == [items[0][0]]
+
+
+async def test_put_many_with_one_lying_item_stores_none_of_them(blob_store: BlobStore) -> None:
+    good = (Digest.of(b"good item"), b"good item")
+    liar = (Digest.of(b"claimed"), b"delivered")
+    existing = await blob_store.put_bytes(TENANT, b"claimed")
+    with pytest.raises(InvalidArgument, match=liar[0].hash):
+        await blob_store.put_many(TENANT, [good, liar])
+    assert await blob_store.find_missing(TENANT, [good[0]]) == [good[0]]
+    assert await blob_store.get_bytes(TENANT, existing) == b"claimed"
+
+
+async def test_put_many_refuses_an_item_over_the_size_limit(blob_store: BlobStore) -> None:
+    big = b"x" * (blob_store.max_blob_size + 1)
+    with pytest.raises(ResourceExhausted):
+        await blob_store.put_many(TENANT, [(Digest.of(big), big)])
+
+
 @pytest.mark.parametrize("size", [1, 100_000, (3 << 20) + 17])
 async def test_writer_in_chunks_then_read_streams_the_same_bytes(blob_store: BlobStore, size: int) -> None:
     data = os.urandom(size)

@@ -109,7 +109,7 @@ class BlobFiles:
     def put(self, tenant: str, data: bytes) -> Digest:
         """Store in-memory bytes under their own digest."""
         digest = Digest.of(data)
-        self._write_and_publish(tenant, digest, [data])
+        self.write_and_publish(tenant, digest, [data])
         return digest
 
     def store(self, tenant: str, digest: Digest, chunks: Sequence[bytes]) -> None:
@@ -119,9 +119,15 @@ class BlobFiles:
             hasher.update(chunk)
         if hasher.hexdigest() != digest.hash or sum(map(len, chunks)) != digest.size:
             raise mismatch(digest, hasher.hexdigest())
-        self._write_and_publish(tenant, digest, chunks)
+        self.write_and_publish(tenant, digest, chunks)
 
-    def _write_and_publish(self, tenant: str, digest: Digest, chunks: Sequence[bytes]) -> None:
+    @staticmethod
+    def verify(digest: Digest, data: bytes) -> None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest.hash or len(data) != digest.size:
+            raise mismatch(digest, actual)
+
+    def write_and_publish(self, tenant: str, digest: Digest, chunks: Sequence[bytes]) -> None:
         fd, tmp = self.new_tmp()
         try:
             try:

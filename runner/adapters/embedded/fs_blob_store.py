@@ -91,6 +91,21 @@ class FsBlobStore:
         self._stored(tenant)
         return digest
 
+    async def put_many(self, tenant: str, items: Sequence[tuple[Digest, bytes]]) -> None:
+        check_tenant(tenant)
+        for digest, _ in items:
+            self._check_size(digest.size, digest)
+        self._check_open()
+
+        def store_all() -> None:
+            for digest, data in items:
+                self._files.verify(digest, data)
+            for digest, data in items:
+                self._files.write_and_publish(tenant, digest, (data,))
+
+        await self._io.run(store_all, nbytes=sum(d.size for d, _ in items))
+        self._stored(tenant)
+
     async def read(self, tenant: str, digest: Digest, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
             raise InvalidArgument(f"chunk size {chunk_size} must be positive")
