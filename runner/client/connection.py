@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -18,6 +18,7 @@ from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
 from runner.api import codec
 from runner.api.errors import error_from_rpc
+from runner.closing import AsyncClosing
 from runner.domain import models as m
 
 CHANNEL_OPTIONS = [
@@ -29,7 +30,7 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class RunnerClient:
+class RunnerClient(AsyncClosing):
     def __init__(self, address: str, token: str | None = None, timeout_s: float = 60.0) -> None:
         self.address = address
         self._timeout = timeout_s
@@ -44,13 +45,6 @@ class RunnerClient:
         self._stub = pb_grpc.RunnerStub(self._channel)
         await old.close()
 
-    async def __aenter__(self) -> RunnerClient:
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
     async def close(self) -> None:
         await self._channel.close()
 
@@ -58,19 +52,20 @@ class RunnerClient:
         """Wait until the channel connects; raises TimeoutError."""
         await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
 
-    async def find_missing(self, digests: Sequence[m.Digest]) -> list[m.Digest]:
-        req = pb.FindMissingBlobsRequest(digests=[codec.digest_to_pb(d) for d in digests])
+    async def _unary(self, method: Any, request: Any, bounded: bool = True) -> Any:
+        """One unary call; an RpcError comes back as the runner's own error class."""
         try:
-            resp = await self._stub.FindMissingBlobs(req, metadata=self._metadata, timeout=self._timeout)
+            return await method(request, metadata=self._metadata, timeout=self._timeout if bounded else None)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc
+
+    async def find_missing(self, digests: Sequence[m.Digest]) -> list[m.Digest]:
+        req = pb.FindMissingBlobsRequest(digests=[codec.digest_to_pb(d) for d in digests])
+        resp = await self._unary(self._stub.FindMissingBlobs, req)
         return [codec.digest_from_pb(d) for d in resp.missing]
 
     async def upload(self, requests: AsyncIterator[pb.UploadBlobsRequest]) -> tuple[int, int]:
-        try:
-            resp = await self._stub.UploadBlobs(requests, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        resp = await self._unary(self._stub.UploadBlobs, requests, bounded=False)  # as long as the data takes
         return resp.blobs_stored, resp.bytes_stored
 
     async def create_task(self, instruction: str, *, manifest_digest: m.Digest, model: str = "",
@@ -84,26 +79,16 @@ class RunnerClient:
                 wall_time_seconds=limits.wall_time_s, max_steps=limits.max_steps,
                 max_llm_requests=limits.max_llm_requests, max_llm_tokens=limits.max_llm_tokens,
                 command_timeout_seconds=limits.command_timeout_s))
-        try:
-            resp = await self._stub.CreateTask(req, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        resp = await self._unary(self._stub.CreateTask, req)
         return task_from_pb(resp.task)
 
     async def get_task(self, task_id: str) -> m.TaskRecord:
-        try:
-            resp = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self._metadata,
-                                            timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        resp = await self._unary(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
         return task_from_pb(resp.task)
 
     async def list_tasks(self, limit: int = 50, states: Sequence[m.TaskState] = ()) -> list[m.TaskRecord]:
         req = pb.ListTasksRequest(limit=limit, states=[codec.state_to_pb(s) for s in states])
-        try:
-            resp = await self._stub.ListTasks(req, metadata=self._metadata, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        resp = await self._unary(self._stub.ListTasks, req)
         return [task_from_pb(t) for t in resp.tasks]
 
     async def watch(self, task_id: str, after_seq: int = 0) -> AsyncIterator[m.Event]:
@@ -118,11 +103,7 @@ class RunnerClient:
             call.cancel()
 
     async def cancel(self, task_id: str) -> m.TaskRecord:
-        try:
-            resp = await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id), metadata=self._metadata,
-                                               timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        resp = await self._unary(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id))
         return task_from_pb(resp.task)
 
     async def artifact(self, task_id: str, name: str) -> AsyncIterator[bytes]:

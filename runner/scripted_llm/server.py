@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from runner.closing import AsyncClosing
 from runner.scripted_llm import completions
 from runner.scripted_llm.scenario import Scenario
 
@@ -66,7 +67,7 @@ class _StepFailures:
         return True
 
 
-class ScriptedLLMServer:
+class ScriptedLLMServer(AsyncClosing):
     """An OpenAI-compatible server that answers from scenarios. Use `async with` or start/close."""
 
     def __init__(
@@ -131,12 +132,6 @@ class ScriptedLLMServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-    async def __aenter__(self) -> ScriptedLLMServer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ---- what was asked -------------------------------------------------------------------------------
 

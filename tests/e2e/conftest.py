@@ -133,6 +133,18 @@ async def codex_factory(short_tmp: Path) -> AsyncIterator[Any]:
         await codex.run("runner", "stop", timeout=30)
 
 
+async def read_until_tool_call(proc: asyncio.subprocess.Process) -> str:
+    """Read a `codex-sys run --json` process's output until the agent starts a tool; the task id."""
+    assert proc.stdout is not None
+    task_id = ""
+    async with asyncio.timeout(60):
+        while True:
+            line = json.loads(await proc.stdout.readline())
+            task_id = task_id or line.get("task_id", "")
+            if line.get("kind") == "tool_call_started":
+                return task_id
+
+
 def copy_example(dest: Path, name: str = "calc") -> Path:
     target = dest / name
     shutil.copytree(REPO / "examples" / name, target)

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from .conftest import copy_example
+from .conftest import copy_example, read_until_tool_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -24,14 +24,7 @@ async def test_a_task_survives_the_runner_being_killed(short_tmp, provider_facto
     ws = copy_example(short_tmp)
 
     proc = await codex.start("run", "--json", "Write notes", cwd=ws)
-    assert proc.stdout is not None
-    task_id = ""
-    async with asyncio.timeout(60):
-        while True:
-            line = json.loads(await proc.stdout.readline())
-            task_id = task_id or line.get("task_id", "")
-            if line.get("kind") == "tool_call_started":
-                break
+    task_id = await read_until_tool_call(proc)
     pid = int((codex.home / "runner.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # the runner and, dying with it, its sandbox
 

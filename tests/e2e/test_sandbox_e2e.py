@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HOST_SECRET, PROVIDER_KEY, all_text_of, copy_example
+from .conftest import HOST_SECRET, PROVIDER_KEY, all_text_of, copy_example, read_until_tool_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -82,14 +82,7 @@ async def test_cancel_kills_a_running_task_within_seconds(short_tmp, provider_fa
     codex = await codex_factory(provider)
     ws = copy_example(short_tmp)
     proc = await codex.start("run", "--json", "Sleep", cwd=ws)
-    assert proc.stdout is not None
-    task_id = ""
-    async with asyncio.timeout(60):
-        while True:
-            line = json.loads(await proc.stdout.readline())
-            task_id = task_id or line.get("task_id", "")
-            if line.get("kind") == "tool_call_started":
-                break
+    task_id = await read_until_tool_call(proc)
     await asyncio.sleep(0.5)  # the command is running inside the sandbox now
     assert subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, check=False).returncode == 0
 

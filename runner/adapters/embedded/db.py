@@ -28,10 +28,10 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from runner.adapters.embedded.schema import migrate
+from runner.closing import AsyncClosing
 from runner.domain.errors import CodexError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StateDB:
+class StateDB(AsyncClosing):
     """Open with `await StateDB.open(path)` (or `open_state_db`); close after the stores using it."""
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor, conn: sqlite3.Connection,
@@ -90,13 +90,6 @@ class StateDB:
         db._poller = asyncio.create_task(db._poll_external_changes(), name=f"state-db-poll:{path}")
         db._poller.add_done_callback(_log_poller_exit)
         return db
-
-    async def __aenter__(self) -> StateDB:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     @property
     def closed(self) -> bool:

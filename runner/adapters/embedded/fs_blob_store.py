@@ -21,12 +21,12 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from runner.adapters.embedded.blob_files import BlobFiles, check_tenant, damaged
 from runner.adapters.embedded.blob_index import BlobIndex
 from runner.adapters.embedded.fs_blob_writer import FsBlobWriter
 from runner.adapters.embedded.io_batch import BatchRunner
+from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from runner.domain.models import Digest
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _REFRESH_AFTER_S = 0.25
 
 
-class FsBlobStore:
+class FsBlobStore(AsyncClosing):
     """Content-addressed blobs in a local folder, one namespace per tenant. See the module docstring."""
 
     def __init__(self, root: Path, max_blob_size: int, *, io_threads: int = 4, fsync: bool = False,
@@ -52,13 +52,6 @@ class FsBlobStore:
         # that refreshes them once writes pause.
         self._written: set[str] = set()
         self._refresh_timer: asyncio.TimerHandle | None = None
-
-    async def __aenter__(self) -> FsBlobStore:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Abort writers still open, wait for queued file operations, stop the I/O threads."""

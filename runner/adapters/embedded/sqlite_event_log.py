@@ -17,11 +17,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 
 from runner.adapters.embedded.db import StateDB
 from runner.adapters.embedded.json_codec import decode_payload, encode_payload
 from runner.adapters.embedded.signals import Broadcast, wait
+from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, Unavailable
 from runner.domain.models import Event, EventPayload
 
@@ -34,7 +34,7 @@ class _Watched:
         self.watchers = 0
 
 
-class SqliteEventLog:
+class SqliteEventLog(AsyncClosing):
     """Events in the `events` table of a `StateDB` (which the caller opens and closes)."""
 
     def __init__(self, db: StateDB, *, page_size: int = 500, recheck_s: float = 5.0) -> None:
@@ -44,13 +44,6 @@ class SqliteEventLog:
         self._watched: dict[str, _Watched] = {}
         self._stop_listening: Callable[[], None] | None = None
         self._closed = False
-
-    async def __aenter__(self) -> SqliteEventLog:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop accepting calls; running watchers raise `Unavailable`. The `StateDB` stays open."""

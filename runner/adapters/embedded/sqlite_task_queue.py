@@ -32,10 +32,10 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from runner.adapters.embedded.db import StateDB
 from runner.adapters.embedded.signals import Broadcast, wait
+from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, Unavailable
 from runner.ports import QueuedTask
 
@@ -97,7 +97,7 @@ class SqliteDelivery:
         await self._queue._remove(self._claim, how)
 
 
-class SqliteTaskQueue:
+class SqliteTaskQueue(AsyncClosing):
     """The `queue` table of a `StateDB` (which the caller opens and closes)."""
 
     def __init__(self, db: StateDB, *, ack_wait_s: float = 60.0, max_deliver: int = 5,
@@ -112,13 +112,6 @@ class SqliteTaskQueue:
         self._receivers = 0
         self._stop_listening: Callable[[], None] | None = None
         self._closed = False
-
-    async def __aenter__(self) -> SqliteTaskQueue:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop accepting calls; waiting receivers raise `Unavailable`. The `StateDB` stays open."""

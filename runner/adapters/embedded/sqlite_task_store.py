@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Sequence
-from types import TracebackType
 
 from runner.adapters.embedded.db import StateDB
 from runner.adapters.embedded.json_codec import decode_task, encode_task
+from runner.closing import AsyncClosing
 from runner.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from runner.domain.models import TaskRecord, TaskState
 
@@ -24,19 +24,12 @@ def _decode_row(body: str, revision: int) -> TaskRecord:
     return record if record.revision == revision else dataclasses.replace(record, revision=revision)
 
 
-class SqliteTaskStore:
+class SqliteTaskStore(AsyncClosing):
     """Task records in the `tasks` table of a `StateDB` (which the caller opens and closes)."""
 
     def __init__(self, db: StateDB) -> None:
         self._db = db
         self._closed = False
-
-    async def __aenter__(self) -> SqliteTaskStore:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop accepting calls; the shared `StateDB` stays open."""

@@ -101,7 +101,7 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -229,7 +229,7 @@ def _stale_parents(base: Path) -> Iterator[Path]:
         return
     for entry in entries:
         m = _PARENT_RE.match(entry.name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             yield entry
 
 

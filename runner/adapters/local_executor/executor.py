@@ -45,7 +45,7 @@ from types import TracebackType
 from runner.adapters.local_executor.agent_command import AgentCommand, python_installation_binds
 from runner.adapters.local_executor.background import Background
 from runner.adapters.local_executor.bwrap_args import env_pairs, sandbox_env, write_etc_files
-from runner.adapters.local_executor.cgroups import CgroupHost
+from runner.adapters.local_executor.cgroups import CgroupHost, pid_alive
 from runner.adapters.local_executor.limits import OutputLimits, SandboxLimits
 from runner.adapters.local_executor.materialize import materialize
 from runner.adapters.local_executor.outcome import ExitFacts, describe, exit_code_of
@@ -63,16 +63,6 @@ _ETC_DIR = ".etc"
 
 def _find_bwrap() -> str:
     return shutil.which("bwrap") or "/usr/bin/bwrap"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalExecutor:
@@ -194,7 +184,7 @@ class LocalExecutor:
         """Folders of sandboxes whose runner died (this runner's own pid is never a leftover)."""
         for entry in self._root.iterdir():
             m = _LEFTOVER_RE.match(entry.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
                 log.info("removing a leftover sandbox folder", extra={"path": str(entry)})
                 force_rmtree(entry)
 
