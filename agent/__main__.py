@@ -13,6 +13,7 @@ SIGTERM while waiting for a spec.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -51,6 +52,9 @@ def _prepare() -> Path | None:
 
 
 def main() -> int:
+    # The sandbox starts with whatever umask its launcher had; files the agent and its tools create
+    # (the shadow repository, the model's edits) get the usual modes whatever it was.
+    os.umask(0o022)
     configure_logging()
     signals.install()
     state_dir: Path | None = None

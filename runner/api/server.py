@@ -58,12 +58,13 @@ class ApiServer:
         if path.exists() or path.is_symlink():
             path.unlink()
         server = self._server(Authenticator())
-        # The socket file takes the process umask: make it private from its creation on.
-        old = os.umask(0o177)
-        try:
-            server.add_insecure_port(f"unix:{path}")
-        finally:
-            os.umask(old)
+        # The socket is made 0600 once bound. Until then the folder keeps others out: it must be private
+        # (CODEX_SYS_HOME is 0700). The process umask is left alone: it is shared with every thread,
+        # and sandboxes started meanwhile would inherit it.
+        if path.parent.stat().st_mode & 0o077:
+            raise PermissionError(f"{path.parent} must be accessible to its owner only (chmod 700) to hold the "
+                                  "runner's socket")
+        server.add_insecure_port(f"unix:{path}")
         self._unix_paths.append(path)
 
     def add_tcp(self, address: str, tokens: dict[str, str]) -> int:

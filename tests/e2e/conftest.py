@@ -71,9 +71,14 @@ class Codex:
         return CliResult(proc.returncode or 0, out.decode(), err.decode())
 
     async def start(self, *args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            CODEX, *args, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """The CLI in the background; its stderr goes to `stderr_file` (a pipe nobody reads could fill)."""
+        with open(self.stderr_file, "ab") as err:
+            return await asyncio.create_subprocess_exec(
+                CODEX, *args, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+
+    @property
+    def stderr_file(self) -> Path:
+        return self.home.parent / f"{self.home.name}-cli-stderr.txt"
 
     def runner_log(self) -> str:
         path = self.home / "runner.log"
@@ -133,13 +138,27 @@ async def codex_factory(short_tmp: Path) -> AsyncIterator[Any]:
         await codex.run("runner", "stop", timeout=30)
 
 
-async def read_until_tool_call(proc: asyncio.subprocess.Process) -> str:
+async def read_until_tool_call(proc: asyncio.subprocess.Process, codex: Codex) -> str:
     """Read a `codex-sys run --json` process's output until the agent starts a tool; the task id."""
     assert proc.stdout is not None
     task_id = ""
+    seen: list[bytes] = []
     async with asyncio.timeout(60):
         while True:
-            line = json.loads(await proc.stdout.readline())
+            raw = await proc.stdout.readline()
+            if not raw:
+                agent_log = ""
+                if task_id:
+                    folder = codex.home.parent / "agent-log"
+                    got = await codex.run("artifacts", task_id, "--name", "agent.log", "--out", str(folder))
+                    if got.returncode == 0:
+                        agent_log = (folder / "agent.log").read_text(errors="replace")
+                err = codex.stderr_file.read_text(errors="replace") + "\nAGENT LOG:\n" + agent_log[-4000:]
+                raise AssertionError(f"codex-sys run ended early ({await proc.wait()}):\n{err[-3000:]}\n"
+                                     f"its output:\n{b''.join(seen).decode()[-3000:]}\n"
+                                     f"runner log:\n{codex.runner_log()[-5000:]}")
+            seen.append(raw)
+            line = json.loads(raw)
             task_id = task_id or line.get("task_id", "")
             if line.get("kind") == "tool_call_started":
                 return task_id

@@ -24,14 +24,14 @@ async def test_a_task_survives_the_runner_being_killed(short_tmp, provider_facto
     ws = copy_example(short_tmp)
 
     proc = await codex.start("run", "--json", "Write notes", cwd=ws)
-    task_id = await read_until_tool_call(proc)
+    task_id = await read_until_tool_call(proc, codex)
     pid = int((codex.home / "runner.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # the runner and, dying with it, its sandbox
 
     # The CLI starts a runner again on the same state, which takes the task back as attempt 2, and
     # follows it from the last event it had.
-    rest, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode == 0, err.decode()[-2000:] + codex.runner_log()[-3000:]
+    rest, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, codex.stderr_file.read_text()[-2000:] + codex.runner_log()[-3000:]
     assert json.loads(rest.decode().splitlines()[-1])["status"] == "COMPLETED"
 
     watched = await codex.run("watch", "--json", task_id)

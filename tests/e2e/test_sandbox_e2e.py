@@ -82,17 +82,17 @@ async def test_cancel_kills_a_running_task_within_seconds(short_tmp, provider_fa
     codex = await codex_factory(provider)
     ws = copy_example(short_tmp)
     proc = await codex.start("run", "--json", "Sleep", cwd=ws)
-    task_id = await read_until_tool_call(proc)
+    task_id = await read_until_tool_call(proc, codex)
     await asyncio.sleep(0.5)  # the command is running inside the sandbox now
     assert subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, check=False).returncode == 0
 
     started = time.monotonic()
     cancel = await codex.run("cancel", task_id)
     assert cancel.returncode == 0, cancel.stderr
-    rest, err = await asyncio.wait_for(proc.communicate(), 30)
+    rest, _ = await asyncio.wait_for(proc.communicate(), 30)
     elapsed = time.monotonic() - started
 
-    assert rest.strip(), err.decode()[-3000:] + codex.runner_log()[-5000:]
+    assert rest.strip(), codex.stderr_file.read_text()[-3000:] + codex.runner_log()[-5000:]
     result = json.loads(rest.decode().strip().splitlines()[-1])
     assert result["type"] == "result" and result["status"] == "CANCELLED"
     assert proc.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import statistics
 import textwrap
 import time
@@ -97,6 +98,24 @@ async def test_the_default_command_runs_the_real_agent(make_executor: MakeExecut
     assert outcome.exit_code == 2, outcome.detail
     (log_ref,) = [a for a in outcome.artifacts if a.name == "agent.log"]
     assert b"invalid task spec" in await blobs.get_bytes("tenant-a", log_ref.digest)
+
+
+async def test_the_real_agent_is_not_locked_out_by_a_strict_umask_of_the_runner(
+        make_executor: MakeExecutor, blobs: FsBlobStore) -> None:
+    # Sandboxes inherit the runner's umask. 0o177 leaves new folders without their search bit; the agent
+    # sets its own umask first, so it still prepares its shadow repository while warm.
+    old = os.umask(0o177)
+    try:
+        executor = await make_executor(pool_size=1, agent=None)
+        await executor.wait_warm()
+    finally:
+        os.umask(old)
+    job = make_job("unused")
+    outcome = await executor.run(SandboxJob(job.task, job.attempt, job.manifest, b"not a spec"))
+    (log_ref,) = [a for a in outcome.artifacts if a.name == "agent.log"]
+    log = await blobs.get_bytes("tenant-a", log_ref.digest)
+    assert b"invalid task spec" in log
+    assert b"could not prepare" not in log, log.decode()
 
 
 @pytest.mark.timeout(120)

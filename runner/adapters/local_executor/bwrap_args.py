@@ -87,6 +87,7 @@ def check_bind_destination(dest: str) -> str:
 def write_etc_files(etc_dir: Path, uid: int, gid: int) -> None:
     """The sandbox's own passwd, group, hosts and nsswitch.conf (so `id`, git and ssh-less tools work)."""
     etc_dir.mkdir(parents=True, exist_ok=True)
+    etc_dir.chmod(0o755)  # modes set explicitly here and below: the runner's umask may be strict
     contents = {
         "passwd": f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
                   f"agent:x:{uid}:{gid}:codex-sys agent:{HOME}:/bin/sh\n"

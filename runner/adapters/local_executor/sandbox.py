@@ -177,6 +177,7 @@ class Sandbox:
         try:
             for sub in ("workspace", "output"):
                 (folder / sub).mkdir(mode=0o755)
+                (folder / sub).chmod(0o755)  # whatever the runner's umask: the sandbox's user must enter
             cgroup = cgroups.create(sandbox_id)
             sandbox = cls(sandbox_id, folder, config, cgroup, cgroups.limits_enforced, gateway_key)
             await sandbox._spawn(limits or config.limits, nice=0 if limits else WARM_NICE)
