@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import uuid
@@ -264,7 +265,11 @@ async def cmd_apply(args: argparse.Namespace) -> int:
         sys.stderr.write(f"task {task.id} changed nothing\n")
         return EXIT_OK
     cmd = ["git", "apply", "--whitespace=nowarn", *(["--check"] if args.check else []), "-"]
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=workspace, stdin=subprocess.PIPE,
+    # The diff's paths are relative to the workspace. Inside a git repository, `git apply` reads them
+    # relative to the repository's top and silently skips what falls outside the current folder, so a
+    # workspace below the top must not see the repository above it.
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(workspace.parent)}
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=workspace, stdin=subprocess.PIPE, env=env,
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = await proc.communicate(diff)
     if proc.returncode != 0:

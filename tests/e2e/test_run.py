@@ -119,3 +119,21 @@ async def test_a_failing_setup_script_fails_the_task_and_keeps_its_log(short_tmp
     assert "preparing the database" in (out / "setup.log").read_text()
     assert provider.server.chat_requests == [], "the agent must not reach the model after setup failed"
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_NAMES)
+
+
+async def test_apply_works_in_a_workspace_below_the_top_of_a_git_repository(short_tmp, provider_factory,
+                                                                           codex_factory):
+    provider = await provider_factory(Scenario.bundled("demo-fix-calc"))
+    codex = await codex_factory(provider)
+    repo = short_tmp / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    ws = copy_example(repo / "projects")
+    res = await codex.run("run", "--json", "Fix the failing test in calc.py", cwd=ws)
+    assert res.result["status"] == "COMPLETED", res.stderr[-2000:]
+
+    apply = await codex.run("apply", res.result["task_id"], cwd=ws)
+
+    assert apply.returncode == 0, apply.stderr
+    assert "return a / b" in (ws / "calc.py").read_text()
+    assert not (repo / "calc.py").exists()
