@@ -178,7 +178,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
             _emit(result_json(final, args.out))
         else:
             if final.artifact("diff.patch") is not None:
-                diff = await client.artifact_bytes(final.id, "diff.patch")
+                # Already downloaded with --out: not fetched a second time.
+                diff = ((Path(args.out) / "diff.patch").read_bytes() if args.out
+                        else await client.artifact_bytes(final.id, "diff.patch"))
                 if diff:
                     sys.stdout.write(diff.decode("utf-8", "replace"))
             status.print(f"task {final.id}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
