@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export CODEX_SYS_BWRAP ?= bwrap
 
-.PHONY: setup system-deps protos protos-check lint typecheck test test-fast demo bench clean
+.PHONY: setup system-deps protos protos-check lint typecheck vscode test test-fast demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,7 +29,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: system-deps setup protos-check lint typecheck  ## everything CI runs
+vscode:  ## lint, type-check, test and package the VS Code extension (editors/vscode -> build/codex-sys.vsix)
+	bash scripts/build_vscode.sh
+
+test: system-deps setup protos-check lint typecheck vscode  ## everything CI runs
 	$(BIN)/pytest -q
 
 test-fast: setup
