@@ -23,7 +23,7 @@ protos-check: setup
 	$(BIN)/python scripts/gen_protos.py --check
 
 lint: setup
-	$(BIN)/ruff check runner agent tests bench scripts
+	$(BIN)/ruff check runner agent lsp_server tests bench scripts
 	$(BIN)/lint-imports
 
 typecheck: setup

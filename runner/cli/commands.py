@@ -22,19 +22,19 @@ from typing import Any
 
 from rich.console import Console
 
-from runner.cli.embedded import ensure_embedded_runner, stop_embedded_runner
 from runner.cli.events_json import event_json, result_json, task_json
 from runner.cli.main import EXIT_INPUT, EXIT_OK, EXIT_TASK
 from runner.cli.render import ProgressView
 from runner.cli.snapshotting import save_cache, snapshot_workspace
 from runner.client.connection import RunnerClient
+from runner.client.embedded import ensure_embedded_runner, stop_embedded_runner
+from runner.client.follow import follow_events
 from runner.client.upload import submit_task
 from runner.config import HomeLayout, codex_home
 from runner.domain import models as m
 from runner.domain.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
-WATCH_RETRIES = 20
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -95,34 +95,15 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 async def follow(client: RunnerClient, task_id: str, as_json: bool, after_seq: int = 0,
                  revive: Callable[[], Awaitable[None]] | None = None) -> m.TaskRecord:
-    """Stream a task's events until its result, reconnecting from the last sequence number seen (and
-    restarting the embedded runner through `revive` if it went away)."""
+    """Stream a task's events until its result (see `runner.client.follow`), then the final record."""
     console = Console(stderr=True)
-    last_seq = after_seq
-    retries = 0
     with contextlib.ExitStack() as stack:
         view = None if as_json else stack.enter_context(ProgressView(console, task_id))
-        while True:
-            try:
-                async for event in client.watch(task_id, last_seq):
-                    if event.seq <= last_seq:
-                        continue  # never shown twice, whatever the server does
-                    last_seq = event.seq
-                    retries = 0
-                    if as_json:
-                        _emit(event_json(event))
-                    elif view is not None:
-                        view.show(event)
-                break
-            except Unavailable:
-                retries += 1
-                if retries > WATCH_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** retries, 5.0))
-                if revive is not None:
-                    with contextlib.suppress(Unavailable):
-                        await revive()
-                await client.reconnect()
+        async for event in follow_events(client, task_id, after_seq, revive):
+            if as_json:
+                _emit(event_json(event))
+            elif view is not None:
+                view.show(event)
     return await client.get_task(task_id)
 
 

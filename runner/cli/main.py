@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     wrk.add_argument("--workers", type=int, default=0)
     wrk.add_argument("--warm-pool", type=int, default=-1)
 
+    lsp = sub.add_parser("lsp", help="serve the language server over stdio (for editors)")
+    lsp.add_argument("--stdio", action="store_true",
+                     help="accepted for editors that pass it; stdio is the only transport")
+
     llm = sub.add_parser("scripted-llm", help="serve the scripted OpenAI-compatible model (tests and demos)")
     llm.add_argument("--scenario", required=True, help="scenario JSON file")
     llm.add_argument("--host", default="127.0.0.1")
@@ -96,6 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The runner forks sandboxes while gRPC threads run; gRPC's fork handlers only log noise there.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    if args.command == "lsp":
+        from lsp_server.main import serve_stdio
+        from runner import logs
+
+        logs.configure(os.environ.get("CODEX_SYS_LOG_LEVEL", "INFO"), sys.stderr)
+        logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
+        return serve_stdio()
     from runner.cli import commands  # imported late: `--help` stays fast
 
     try:

@@ -119,17 +119,23 @@ async def provider_factory() -> AsyncIterator[Any]:
         await server.close()
 
 
+def codex_env(home: Path, provider: Provider) -> dict[str, str]:
+    """The environment of a `codex-sys` process (CLI, runner or language server) for a test: a private
+    home, the scripted provider, one warm sandbox, and a secret the sandbox must never see."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
+    env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=provider.base_url, OPENAI_API_KEY=PROVIDER_KEY,
+               CODEX_SYS_MODEL="scripted-e2e", CODEX_SYS_WARM_POOL="1", CODEX_SYS_TEST_SECRET=HOST_SECRET,
+               CODEX_SYS_LOG_LEVEL="INFO")
+    return env
+
+
 @pytest.fixture
 async def codex_factory(short_tmp: Path) -> AsyncIterator[Any]:
     made: list[Codex] = []
 
     async def make(provider: Provider) -> Codex:
         home = short_tmp / f"home{len(made)}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
-        env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=provider.base_url, OPENAI_API_KEY=PROVIDER_KEY,
-                   CODEX_SYS_MODEL="scripted-e2e", CODEX_SYS_WARM_POOL="1", CODEX_SYS_TEST_SECRET=HOST_SECRET,
-                   CODEX_SYS_LOG_LEVEL="INFO")
-        codex = Codex(home, env)
+        codex = Codex(home, codex_env(home, provider))
         made.append(codex)
         return codex
 

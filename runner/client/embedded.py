@@ -1,4 +1,4 @@
-"""Starting the embedded runner on demand.
+"""Starting the embedded runner on demand (for the CLI and the language server).
 
 With no `--runner` and no `CODEX_SYS_RUNNER`, the CLI talks to the embedded runner on
 `$CODEX_SYS_HOME/runner.sock`. If nothing answers there, it starts one (`codex-sys runner serve
