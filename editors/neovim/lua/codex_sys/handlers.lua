@@ -1,0 +1,124 @@
+-- Handlers of the codex-sys client: progress echo, messages through vim.notify, and a report of what
+-- each workspace/executeCommand did (Neovim's default handler drops results silently, and code actions
+-- run their command through it).
+local state = require('codex_sys.state')
+
+local M = {}
+
+local levels = vim.log.levels
+local message_levels = { [1] = levels.ERROR, [2] = levels.WARN, [3] = levels.INFO, [4] = levels.DEBUG }
+
+local function notify(message, level)
+  vim.notify('codex-sys: ' .. message, level or levels.INFO)
+end
+M.notify = notify
+
+local function first_argument(params)
+  local args = params and params.arguments
+  if type(args) == 'table' and type(args[1]) == 'table' then
+    return args[1]
+  end
+  return {}
+end
+
+local function plural(n, word)
+  return string.format('%d %s%s', n, word, n == 1 and '' or 's')
+end
+
+--- Tells the user what an executeCommand did. `params` are the ExecuteCommandParams sent.
+function M.report(err, result, params, client_id)
+  local command = params and params.command or '?'
+  local arg = first_argument(params)
+  state.add_result({ client_id = client_id, command = command, arguments = arg, result = result, error = err })
+  if err then
+    notify(err.message or tostring(err), levels.ERROR)
+    return
+  end
+  if type(result) ~= 'table' then
+    return
+  end
+  if command == 'codexSys.runTask' then
+    state.remember_task(result.taskId)
+    notify(string.format('task %s started', tostring(result.taskId)))
+  elseif command == 'codexSys.applyTask' then
+    local applied = type(result.applied) == 'table' and result.applied or {}
+    local skipped = type(result.skipped) == 'table' and result.skipped or {}
+    if #applied > 0 or #skipped == 0 then
+      notify(string.format('applied %s of task %s', plural(#applied, 'change'), tostring(arg.taskId)))
+    end
+    for _, skip in ipairs(skipped) do
+      notify(string.format('change %s of task %s not applied: %s', tostring(skip.hunk), tostring(arg.taskId),
+        tostring(skip.reason)), levels.WARN)
+    end
+  elseif command == 'codexSys.discardTask' then
+    notify(string.format('discarded the changes of task %s', tostring(result.taskId or arg.taskId)))
+  elseif command == 'codexSys.cancelTask' then
+    notify(string.format('task %s: %s', tostring(result.taskId or arg.taskId), tostring(result.state)))
+  end
+end
+
+-- token -> title, for the reports and end of a progress (they carry no title)
+local titles = {}
+
+local function echo(text)
+  local width = math.max(vim.v.echospace - 1, 20)
+  if vim.fn.strdisplaywidth(text) > width then
+    text = vim.fn.strcharpart(text, 0, width - 1) .. '…'
+  end
+  vim.api.nvim_echo({ { text } }, false, {})
+end
+
+local function on_progress(result, client_id, options)
+  local value = type(result) == 'table' and result.value
+  if type(value) ~= 'table' or not value.kind then
+    return
+  end
+  local token = result.token
+  if value.kind == 'begin' then
+    titles[token] = value.title
+  end
+  local title = titles[token] or 'task'
+  if value.kind == 'end' then
+    titles[token] = nil
+  end
+  state.add_progress({
+    client_id = client_id, token = token, kind = value.kind, title = title, message = value.message,
+    percentage = value.percentage,
+  })
+  if not options().progress then
+    return
+  end
+  local text = 'codex-sys: ' .. title
+  if value.message and value.message ~= '' then
+    text = text .. ': ' .. value.message
+  end
+  if value.percentage then
+    text = string.format('%s (%d%%)', text, value.percentage)
+  end
+  if value.kind == 'end' and not value.message then
+    text = text .. ': done'
+  end
+  echo(text)
+end
+
+--- The `handlers` table given to vim.lsp.start_client. `options()` gives the options in effect (they
+--- may change after the client started).
+function M.for_client(options)
+  return {
+    ['$/progress'] = function(err, result, ctx, config)
+      vim.lsp.handlers['$/progress'](err, result, ctx, config)
+      on_progress(result, ctx.client_id, options)
+    end,
+    ['window/showMessage'] = function(_, result, _, _)
+      if type(result) == 'table' and result.message then
+        notify(result.message, message_levels[result.type] or levels.INFO)
+      end
+      return vim.NIL
+    end,
+    ['workspace/executeCommand'] = function(err, result, ctx, _)
+      M.report(err, result, ctx.params, ctx.client_id)
+    end,
+  }
+end
+
+return M

@@ -1,0 +1,94 @@
+"""Fixtures of the Neovim tests: a short private folder, editors that are always closed, and the real
+`codex-sys lsp` behind them with a private CODEX_SYS_HOME and a scripted provider."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nvim_harness import CODEX, PROVIDER_KEY, Editor, ThreadedProvider, base_env
+
+from runner.scripted_llm import Scenario
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # Unix socket paths are limited to 107 bytes: keep CODEX_SYS_HOME (and nvim's socket) short.
+    path = Path(tempfile.mkdtemp(prefix="cxn-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def provider_factory() -> Iterator[Callable[..., ThreadedProvider]]:
+    made: list[ThreadedProvider] = []
+
+    def make(scenario: Scenario | dict[str, Any]) -> ThreadedProvider:
+        if isinstance(scenario, dict):
+            scenario = Scenario.from_dict(scenario)
+        provider = ThreadedProvider({}, default=scenario)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+class CodexEnv:
+    """The environment of `codex-sys lsp` (and of the embedded runner it starts): a private home and the
+    scripted provider."""
+
+    def __init__(self, home: Path, provider: ThreadedProvider) -> None:
+        self.home = home
+        self.provider = provider
+        self.vars = {
+            "CODEX_SYS_HOME": str(home), "OPENAI_BASE_URL": provider.base_url, "OPENAI_API_KEY": PROVIDER_KEY,
+            "CODEX_SYS_MODEL": "scripted-nvim", "CODEX_SYS_WARM_POOL": "1", "CODEX_SYS_LOG_LEVEL": "INFO",
+        }
+
+    def runner_log(self) -> str:
+        path = self.home / "runner.log"
+        return "runner.log (tail):\n" + (path.read_text(errors="replace")[-5000:] if path.exists() else "(none)")
+
+    def stop_runner(self, folder: Path) -> None:
+        env = base_env(folder) | self.vars
+        subprocess.run([CODEX, "runner", "stop"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60, check=False)
+
+
+@pytest.fixture
+def codex_factory(short_tmp: Path) -> Iterator[Callable[[ThreadedProvider], CodexEnv]]:
+    made: list[CodexEnv] = []
+
+    def make(provider: ThreadedProvider) -> CodexEnv:
+        codex = CodexEnv(short_tmp / f"home{len(made)}", provider)
+        made.append(codex)
+        return codex
+
+    yield make
+    for codex in made:
+        codex.stop_runner(short_tmp)
+
+
+@pytest.fixture
+def editor_factory(short_tmp: Path, provider_factory: Any, codex_factory: Any) -> Iterator[Callable[..., Editor]]:
+    # Requests the other factories so that editors (and their language servers) close first, then the
+    # runners stop, then the providers.
+    made: list[Editor] = []
+
+    def make(env: dict[str, str] | None = None, cwd: Path | None = None) -> Editor:
+        folder = short_tmp / f"nvim{len(made)}"
+        folder.mkdir()
+        editor = Editor(folder, env if env is not None else base_env(folder), cwd or short_tmp)
+        made.append(editor)
+        return editor
+
+    yield make
+    for editor in made:
+        editor.close()
