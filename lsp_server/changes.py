@@ -98,7 +98,10 @@ def _path(name: str | None, what: str) -> str:
     name = _unquote(name)
     if name.startswith(("a/", "b/")):
         name = name[2:]
-    return check_relative_path(name, f"{what} in the task's diff")
+    path = check_relative_path(name, f"{what} in the task's diff")
+    if ".git" in path.split("/"):
+        raise InvalidArgument(f"the task's diff changes {path!r}: a path inside .git is never changed")
+    return path
 
 
 def _changes_of(f: PatchedFile, before: int) -> Iterable[Change]:
