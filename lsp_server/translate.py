@@ -26,11 +26,11 @@ DISCARD, CANCEL, SHOW_DIFF = "codexSys.discardTask", "codexSys.cancelTask", "cod
 
 def _span(p: Placed) -> lsp.Range:
     """The lines the change replaces (context left out); empty at the insertion point for additions."""
+    hunk = p.change.hunks[0]
+    first = p.where.line + hunk.core_start
     if isinstance(p.where, Fit):
-        hunk = p.change.hunks[0]
-        first = p.where.line + hunk.core_start
         return lsp.Range(lsp.Position(first, 0), lsp.Position(p.where.line + max(hunk.core_end, hunk.core_start), 0))
-    return lsp.Range(lsp.Position(p.where.line, 0), lsp.Position(p.where.line, 0))
+    return lsp.Range(lsp.Position(first, 0), lsp.Position(first, 0))  # where it was expected
 
 
 def _counts(change: Change) -> str:

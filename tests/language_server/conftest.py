@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.conftest import CODEX, Provider, codex_env, provider_factory, short_tmp
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
-
-from e2e.conftest import CODEX, Provider, codex_env, provider_factory, short_tmp
 
 from .editor import Editor, capabilities, structure_code_actions
 

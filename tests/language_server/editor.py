@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class Editor:
     root: Path
     docs: dict[str, Doc] = field(default_factory=dict)
     edits_received: list[lsp.WorkspaceEdit] = field(default_factory=list)
+    drop_edits: bool = False  # answer `applied: true` and change nothing (Neovim 0.7 with a stale edit)
 
     def uri(self, rel: str, root: Path | None = None) -> str:
         uri = uris.from_fs_path(str((root or self.root) / rel))
@@ -110,7 +112,8 @@ class Editor:
     async def code_actions(self, rel: str, line: int, root: Path | None = None) -> list[lsp.CodeAction]:
         uri = self.uri(rel, root)
         got = await self.client.text_document_code_action_async(lsp.CodeActionParams(
-            text_document=lsp.TextDocumentIdentifier(uri), range=lsp.Range(lsp.Position(line, 0), lsp.Position(line, 0)),
+            text_document=lsp.TextDocumentIdentifier(uri),
+            range=lsp.Range(lsp.Position(line, 0), lsp.Position(line, 0)),
             context=lsp.CodeActionContext(diagnostics=list(self.client.diagnostics.get(uri, [])))))
         actions = [a for a in got or [] if isinstance(a, lsp.CodeAction)]
         assert len(actions) == len(got or []), f"the server answered bare commands: {got}"
@@ -154,6 +157,8 @@ class Editor:
     def apply_edit(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
         edit = params.edit
         self.edits_received.append(edit)
+        if self.drop_edits:
+            return lsp.ApplyWorkspaceEditResult(applied=True)
         if edit.changes:
             for uri, edits in edit.changes.items():
                 self._edit(uri, list(edits))
@@ -211,7 +216,4 @@ def structure_code_actions(client: LanguageClient) -> None:
             return converter.structure(obj, lsp.Command)
         return converter.structure(obj, lsp.CodeAction)
 
-    converter.register_structure_hook(lsp.Command | lsp.CodeAction, hook)
-    import typing
-
-    converter.register_structure_hook(typing.Union[lsp.Command, lsp.CodeAction], hook)  # noqa: UP007
+    converter.register_structure_hook(typing.Union[lsp.Command, lsp.CodeAction], hook)  # noqa: UP007 - lsprotocol's spelling

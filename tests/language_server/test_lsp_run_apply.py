@@ -16,7 +16,8 @@ SCENARIO: dict[str, Any] = {
         {"content": "Change f1 and f10, add notes.",
          "tool_calls": [
              {"name": "edit_file_content", "arguments": {
-                 "file_path": "app.py", "old_string": "def f1():\n    return 1\n", "new_string": "def f1():\n    return 100\n"}},
+                 "file_path": "app.py", "old_string": "def f1():\n    return 1\n",
+                 "new_string": "def f1():\n    return 100\n"}},
              {"name": "edit_file_content", "arguments": {
                  "file_path": "app.py", "old_string": "def f10():\n    return 10\n",
                  "new_string": "def f10():\n    return 1000\n"}},
@@ -41,7 +42,7 @@ async def test_run_a_task_then_apply_one_hunk_then_the_rest(lsp_factory: Any, sh
     lines = sorted(d.range.start.line for d in diags)
     assert lines == [APP.splitlines().index("    return 1"), APP.splitlines().index("    return 10")]
 
-    progress = await editor.wait_for(lambda: editor.progress_ended(), "the end of the progress")
+    progress = await editor.wait_for(editor.progress_ended, "the end of the progress")
     assert len(progress) == 1
     kinds = [type(r).__name__ for r in progress[0]]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
