@@ -45,7 +45,7 @@ export function activateWith(
       },
       // The server shows how a task ended (window/showMessage); the output keeps it.
       ended: (title, message) => {
-        if (message !== undefined) log(`${title}: ${message}`);
+        if (message !== undefined) log(message.startsWith(title) ? message : `${title}: ${message}`);
       },
     },
   });

@@ -132,9 +132,10 @@ describe('progress end', () => {
     const { host, output } = activate();
     host.deps?.progress.ended('Codex t1', 'COMPLETED: 3 changes');
     host.deps?.progress.ended('Codex t2', undefined);
+    host.deps?.progress.ended('Codex', 'Codex: task t3 ended CANCELLED: cancelled by the user');
     assert.deepEqual(
-      output.lines.filter((l) => l.includes('Codex t')),
-      ['[info] Codex t1: COMPLETED: 3 changes'],
+      output.lines.filter((l) => l.includes('Codex')),
+      ['[info] Codex t1: COMPLETED: 3 changes', '[info] Codex: task t3 ended CANCELLED: cancelled by the user'],
     );
     assert.deepEqual(vscode.ui.messages(), []);
   });
