@@ -16,6 +16,10 @@ from nvim_harness import CODEX, PROVIDER_KEY, Editor, ThreadedProvider, base_env
 from runner.scripted_llm import Scenario
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario(scenario): the scripted model's Scenario for the `session` fixture")
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     # Unix socket paths are limited to 107 bytes: keep CODEX_SYS_HOME (and nvim's socket) short.
@@ -82,10 +86,10 @@ def editor_factory(short_tmp: Path, provider_factory: Any, codex_factory: Any) -
     # runners stop, then the providers.
     made: list[Editor] = []
 
-    def make(env: dict[str, str] | None = None, cwd: Path | None = None) -> Editor:
+    def make(extra_env: dict[str, str] | None = None, cwd: Path | None = None) -> Editor:
         folder = short_tmp / f"nvim{len(made)}"
         folder.mkdir()
-        editor = Editor(folder, env if env is not None else base_env(folder), cwd or short_tmp)
+        editor = Editor(folder, base_env(folder) | (extra_env or {}), cwd or short_tmp)
         made.append(editor)
         return editor
 

@@ -29,7 +29,8 @@ vim.ui.select = function(items, opts, on_choice)
   local format = opts.format_item or tostring
   local record = { prompt = opts.prompt, kind = opts.kind, items = {}, raw = items }
   for _, item in ipairs(items) do
-    table.insert(record.items, format(item))
+    local text = format(item) -- may return more than one value (gsub)
+    table.insert(record.items, text)
   end
   table.insert(T.selects, record)
   local pattern = type(T.choose) == 'table' and table.remove(T.choose, 1) or T.choose
@@ -98,9 +99,25 @@ function T.diagnostics(path)
   return out
 end
 
---- workspace/executeCommand through the plugin's client, waiting for the answer.
+--- The client the helpers talk through: `T.client_id` when set (a client started without the plugin),
+--- else the plugin's client of the current buffer.
+function T.client()
+  if T.client_id then
+    return vim.lsp.get_client_by_id(T.client_id)
+  end
+  return require('codex_sys').client(0)
+end
+
+--- Starts a client without the plugin (plain vim.lsp.start_client), attached to the current buffer.
+function T.start_plain(config)
+  T.client_id = vim.lsp.start_client(config)
+  vim.lsp.buf_attach_client(0, T.client_id)
+  return T.client_id
+end
+
+--- workspace/executeCommand through T.client(), waiting for the answer.
 function T.exec_sync(command, argument, timeout_ms)
-  local client = require('codex_sys').client(0)
+  local client = T.client()
   vim.wait(timeout_ms or 20000, function()
     return client.initialized
   end, 10)

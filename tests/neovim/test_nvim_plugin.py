@@ -258,3 +258,41 @@ def test_progress_is_echoed_and_can_be_turned_off(fake, short_tmp):
         {"kind": "begin", "title": "Codex fake-2", "message": "quiet please"}, {"kind": "end"}]})
     ed.wait("return #require('codex_sys').progress() == 5")
     assert "quiet please" not in ed.output.read_text(errors="replace")
+
+
+def test_default_and_empty_settings_are_sent_as_objects(fake, short_tmp):
+    # Neovim encodes an empty Lua table as a JSON array: the plugin must send objects.
+    a = project(short_tmp / "a", {"x.py": "x = 1\n"})
+    f = fake(cwd=a, settings={"runner": {}, "snapshot": {"exclude": []}})
+    ed = f.editor
+    ed.open(a / "x.py")
+    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
+    assert got["result"]["response"] == [{"runner": {}, "snapshot": {"exclude": []}}]
+    init = next(m for m in f.log() if m.get("method") == "initialize")
+    assert init["params"]["initializationOptions"] == {"runner": {}, "snapshot": {"exclude": []}}
+
+    ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
+                                               "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)}})
+    changed = [m["params"] for m in f.log() if m.get("method") == "workspace/didChangeConfiguration"]
+    assert changed == [{"settings": {"codexSys": {}}}]
+    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
+    assert got["result"]["response"] == [{}]
+
+
+def test_files_are_created_and_renamed_into_new_folders(fake, short_tmp):
+    # Neovim 0.7.2 alone fails such an edit (test_nvim_workspace_edit.py); the plugin makes the folders.
+    a = project(short_tmp / "a", {"x.py": "x = 1\n", "old.txt": "old\n"})
+    f = fake(cwd=a)
+    ed = f.editor
+    ed.open(a / "x.py")
+    new, moved = (a / "docs" / "deep" / "new.md").as_uri(), (a / "archive" / "old.txt").as_uri()
+    got = ed.exec_sync("fake.applyEdit", {"edit": {"documentChanges": [
+        {"kind": "create", "uri": new},
+        {"textDocument": {"uri": new, "version": None},
+         "edits": [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}},
+                    "newText": "# New\n"}]},
+        {"kind": "rename", "oldUri": uri(a / "old.txt"), "newUri": moved}]}})
+    assert got["result"]["response"] == {"applied": True}
+    assert ed.lines(a / "docs" / "deep" / "new.md") == ["# New"]
+    assert (a / "archive" / "old.txt").read_text() == "old\n"
+    assert not (a / "old.txt").exists()

@@ -1,7 +1,8 @@
-"""What Neovim 0.7.2 does with the workspace edits the language server relies on (docs/lsp.md "Edits"):
-`documentChanges` with create/rename/delete operations and unversioned TextDocumentEdits, although it
-advertises only `resourceOperations`, not `documentChanges`. Each test sends one `workspace/applyEdit`
-from a recording server (fake_lsp.py) and pins down the answer, the buffers and the files."""
+"""What Neovim 0.7.2 itself (its built-in client, without the plugin) does with the workspace edits the
+language server relies on (docs/lsp.md "Edits"): `documentChanges` with create/rename/delete operations
+and unversioned TextDocumentEdits, although it advertises only `resourceOperations`, not
+`documentChanges`. Each test sends one `workspace/applyEdit` from a recording server (fake_lsp.py) and
+pins down the answer, the buffers and the files."""
 
 from __future__ import annotations
 
@@ -68,15 +69,17 @@ def ws(editor_factory, short_tmp) -> Workspace:
                        "gone.txt": "bye\n"}.items():
         (root / name).write_text(text)
     editor = editor_factory(cwd=root)
-    editor.setup(cmd=[sys.executable, str(FAKE_LSP)], cmd_env={"FAKE_LSP_LOG": str(editor.folder / "log")})
     for name in ("old.txt", "gone.txt", "open.txt"):
         editor.open(root / name)
-    editor.wait("return require('codex_sys').client(0).initialized")
+    editor.lua("codex_test.start_plain(...)", {"cmd": [sys.executable, str(FAKE_LSP)], "root_dir": str(root),
+                                               "cmd_env": {"FAKE_LSP_LOG": str(editor.folder / "log")}})
+    editor.lua("for _, b in ipairs(vim.api.nvim_list_bufs()) do vim.lsp.buf_attach_client(b, codex_test.client_id) end")
+    editor.wait("return codex_test.client().initialized")
     return Workspace(editor, root)
 
 
-def test_the_client_advertises_resource_operations_but_not_document_changes(ws):
-    caps = ws.editor.lua("return require('codex_sys').client(0).config.capabilities.workspace.workspaceEdit")
+def test_neovim_advertises_resource_operations_but_not_document_changes(ws):
+    caps = ws.editor.lua("return vim.lsp.protocol.make_client_capabilities().workspace.workspaceEdit")
     assert caps == {"resourceOperations": ["rename", "create", "delete"]}
 
 
@@ -101,6 +104,16 @@ def test_create_then_edit_without_the_final_newline_gives_the_exact_text(ws):
     assert ws.buffers()["new.txt"]["lines"] == ["hello", "world"]
     ws.editor.cmd(f"buffer {ws.editor.lua('return codex_test.bufnr(...)', str(ws.root / 'new.txt'))} | write")
     assert ws.disk()["new.txt"] == "hello\nworld\n"
+
+
+def test_create_then_edit_of_the_whole_first_line_gives_the_exact_text(ws):
+    # A range reaching past the end of the empty buffer: Neovim drops the empty line it kept.
+    got = ws.apply({"documentChanges": [
+        {"kind": "create", "uri": ws.uri("new.txt")},
+        {"textDocument": {"uri": ws.uri("new.txt"), "version": None},
+         "edits": [{"range": rng(0, 0, 1, 0), "newText": "hello\nworld\n"}]}]})
+    assert got == {"applied": True}
+    assert ws.buffers()["new.txt"]["lines"] == ["hello", "world"]
 
 
 def test_create_in_a_folder_that_does_not_exist_fails(ws):

@@ -1,5 +1,6 @@
 -- One language client per project root: find the root of a buffer, start or reuse the client,
 -- attach it to buffers, wait for it to be initialized.
+local config = require('codex_sys.config')
 local handlers = require('codex_sys.handlers')
 
 local M = {}
@@ -192,7 +193,7 @@ end
 --- back through workspace/configuration.
 function M.update_settings(settings)
   for _, client in pairs(M.all()) do
-    client.config.settings = { codexSys = vim.deepcopy(settings) }
+    client.config.settings = { codexSys = config.settings_for_json(settings) }
     client.notify('workspace/didChangeConfiguration', { settings = client.config.settings })
   end
 end

@@ -54,6 +54,25 @@ local function check(opts)
   end
 end
 
+-- Settings that are lists; every other table of the settings is an object.
+local list_settings = { exclude = true }
+
+--- A copy of `settings` that encodes as the server expects: Neovim's JSON encoder writes an empty Lua
+--- table as `[]`, so empty objects are marked as such (vim.empty_dict()).
+function M.settings_for_json(settings, key)
+  if type(settings) ~= 'table' then
+    return settings
+  end
+  if next(settings) == nil then
+    return list_settings[key] and {} or vim.empty_dict()
+  end
+  local out = {}
+  for k, v in pairs(settings) do
+    out[k] = M.settings_for_json(v, k)
+  end
+  return out
+end
+
 --- The options in effect: the defaults, then `user` on top (tables are merged key by key, lists
 --- replaced whole).
 function M.merge(user)
@@ -70,6 +89,7 @@ function M.merge(user)
     end
   end
   check(opts)
+  opts.settings = M.settings_for_json(opts.settings)
   return opts
 end
 

@@ -101,6 +101,23 @@ local function on_progress(result, client_id, options)
   echo(text)
 end
 
+--- Neovim 0.7 creates (and renames) a file only in a folder that exists: the whole edit fails
+--- otherwise, after applying what came before. Newer Neovim makes the parent folders first; so does this.
+local function make_parent_folders(edit)
+  if type(edit) ~= 'table' or type(edit.documentChanges) ~= 'table' then
+    return
+  end
+  for _, change in ipairs(edit.documentChanges) do
+    local uri = (change.kind == 'create' and change.uri) or (change.kind == 'rename' and change.newUri) or nil
+    if type(uri) == 'string' and uri:match('^file:') then
+      local parent = vim.fn.fnamemodify(vim.uri_to_fname(uri), ':h')
+      if vim.fn.isdirectory(parent) == 0 then
+        vim.fn.mkdir(parent, 'p')
+      end
+    end
+  end
+end
+
 --- The `handlers` table given to vim.lsp.start_client. `options()` gives the options in effect (they
 --- may change after the client started).
 function M.for_client(options)
@@ -108,6 +125,12 @@ function M.for_client(options)
     ['$/progress'] = function(err, result, ctx, config)
       vim.lsp.handlers['$/progress'](err, result, ctx, config)
       on_progress(result, ctx.client_id, options)
+    end,
+    ['workspace/applyEdit'] = function(err, params, ctx, config)
+      if params then
+        pcall(make_parent_folders, params.edit)
+      end
+      return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx, config)
     end,
     ['window/showMessage'] = function(_, result, _, _)
       if type(result) == 'table' and result.message then
