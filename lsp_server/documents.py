@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pygls.workspace import Workspace
 
-__all__ = ["FileText", "read_file_text"]
+__all__ = ["FileText", "read_file_text", "read_file_texts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,10 @@ async def read_file_text(workspace: Workspace, uri: str, path: Path, check_dirty
         _, data = await asyncio.to_thread(_read, path)
         dirty = data is None or data != doc.source.encode("utf-8", "surrogatepass")
         return FileText(uri, True, doc.source, doc.version, dirty)
-    exists, data = await asyncio.to_thread(_read, path)
+    return _disk_text(uri, *await asyncio.to_thread(_read, path))
+
+
+def _disk_text(uri: str, exists: bool, data: bytes | None) -> FileText:
     if not exists:
         return FileText(uri, False, None, None, False, "the file no longer exists")
     if data is None:
@@ -62,3 +66,15 @@ async def read_file_text(workspace: Workspace, uri: str, path: Path, check_dirty
     except UnicodeDecodeError:
         return FileText(uri, True, None, None, False, "the file is not UTF-8 text")
     return FileText(uri, True, text, None, False)
+
+
+async def read_file_texts(workspace: Workspace, files: Sequence[tuple[str, Path]]) -> list[FileText]:
+    """`read_file_text` for many files (uri, path), the files on disk read in one trip to a thread."""
+    on_disk = [path for uri, path in files if uri not in workspace.text_documents]
+    read = dict(zip(on_disk, await asyncio.to_thread(lambda: [_read(p) for p in on_disk]), strict=True))
+    out = []
+    for uri, path in files:
+        doc = workspace.text_documents.get(uri)
+        out.append(FileText(uri, True, doc.source, doc.version, False) if doc is not None
+                   else _disk_text(uri, *read[path]))
+    return out

@@ -125,15 +125,13 @@ class TaskRuns:
         task.update(record)
         ref = record.artifact("diff.patch")
         if ref is None:
-            task.diff_loaded = True
+            task.set_changes([], "")
             return
         data = await client.artifact_bytes(task.id, "diff.patch")
         if m.Digest.of(data) != ref.digest:
             raise Unavailable(f"the diff of task {task.id} arrived corrupted; try again")
         text = data.decode("utf-8", "surrogateescape")
-        task.changes = parse_changes(text)
-        task.diff_text = text
-        task.diff_loaded = True
+        task.set_changes(parse_changes(text), text)
 
     @staticmethod
     def summary(task: TrackedTask) -> str:

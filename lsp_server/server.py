@@ -20,7 +20,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
 from lsp_server.applying import Applier
-from lsp_server.documents import read_file_text
+from lsp_server.documents import read_file_text, read_file_texts
 from lsp_server.placement import Placed, place
 from lsp_server.progress import TaskProgress
 from lsp_server.runner_link import RunnerLink
@@ -147,24 +147,27 @@ class CodexServer(LanguageServer):
         return place(tasks, path, current.text, current.problem)
 
     async def refresh_path(self, folder: Folder, path: str) -> None:
-        started = time.perf_counter()
-        uri = folder.uri_of(path)
-        placed = await self.placed_in(folder, path)
-        if not placed and uri not in self._published:
-            return
-        doc = self.workspace.text_documents.get(uri)
-        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-            uri=uri, diagnostics=[diagnostic(p) for p in placed], version=doc.version if doc else None))
-        if placed:
-            self._published.add(uri)
-        else:
-            self._published.discard(uri)
-        log.debug("diagnostics published", extra={"uri": uri, "count": len(placed),
-                                                  "ms": round((time.perf_counter() - started) * 1000, 2)})
+        await self._refresh(folder, [path])
 
     async def refresh_task(self, task: TrackedTask) -> None:
-        paths = sorted({c.path for c in task.changes} | {c.old_path for c in task.changes})
-        await asyncio.gather(*(self.refresh_path(task.folder, p) for p in paths))
+        await self._refresh(task.folder, task.paths)
+
+    async def _refresh(self, folder: Folder, paths: list[str]) -> None:
+        """Re-anchor the hunks on `paths` and publish their diagnostics (an empty list clears)."""
+        started = time.perf_counter()
+        wanted = [(p, folder.uri_of(p), self.book.touching(folder, p)) for p in paths]
+        wanted = [(p, uri, tasks) for p, uri, tasks in wanted if tasks or uri in self._published]
+        texts = await read_file_texts(self.workspace, [(uri, folder.path / p) for p, uri, _ in wanted])
+        for (path, uri, tasks), current in zip(wanted, texts, strict=True):
+            placed = place(tasks, path, current.text, current.problem) if tasks else []
+            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+                uri=uri, diagnostics=[diagnostic(p) for p in placed], version=current.version))
+            if placed:
+                self._published.add(uri)
+            else:
+                self._published.discard(uri)
+        log.debug("diagnostics published", extra={"files": len(wanted),
+                                                  "ms": round((time.perf_counter() - started) * 1000, 2)})
 
     def schedule_refresh(self, uri: str) -> None:
         """Re-anchor a document's hunks soon after it changed (edits come in bursts while typing)."""

@@ -74,6 +74,25 @@ class TrackedTask:
     discarded: bool = False
     diff_loaded: bool = False
     diff_text: str = ""
+    _edits: dict[str, list[Change]] = field(default_factory=dict, repr=False)
+    _paths: dict[str, list[Change]] = field(default_factory=dict, repr=False)
+
+    def set_changes(self, changes: list[Change], diff_text: str) -> None:
+        self.changes, self.diff_text, self.diff_loaded = changes, diff_text, True
+        self._edits, self._paths = {}, {}
+        for c in changes:
+            if c.kind is ChangeKind.EDIT:
+                self._edits.setdefault(c.path, []).append(c)
+            for p in {c.path, c.old_path}:
+                self._paths.setdefault(p, []).append(c)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every path the task's changes touch (old names of renamed files included)."""
+        return sorted(self._paths)
+
+    def has_open_change(self, path: str) -> bool:
+        return not self.discarded and any(c.id not in self.applied for c in self._paths.get(path, ()))
 
     def open_changes(self) -> list[Change]:
         if self.discarded:
@@ -88,7 +107,7 @@ class TrackedTask:
 
     def edits_of(self, path: str) -> list[Change]:
         """The EDIT changes of `path`, in order, applied ones included (they shift the others)."""
-        return [c for c in self.changes if c.kind is ChangeKind.EDIT and c.path == path]
+        return self._edits.get(path, [])
 
     def title(self) -> str:
         first = self.instruction.strip().splitlines()[0] if self.instruction.strip() else ""
@@ -119,4 +138,4 @@ class TaskBook:
     def touching(self, folder: Folder, path: str) -> list[TrackedTask]:
         """Tasks of `folder` with changes still open on `path`, oldest first."""
         return [t for t in sorted(self._tasks.values(), key=lambda t: t.created_at)
-                if t.folder == folder and any(path in (c.path, c.old_path) for c in t.open_changes())]
+                if t.folder == folder and t.has_open_change(path)]
