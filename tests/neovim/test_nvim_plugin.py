@@ -156,6 +156,7 @@ def test_run_sends_the_folder_or_the_selection(fake, short_tmp):
     assert args == {"instruction": "Rename it", "uris": [uri(a / "x.py")],
                     "range": {"start": {"line": 1, "character": 2}, "end": {"line": 2, "character": 4}}}
 
+    ed.wait_result("codexSys.runTask", 3)
     notes = [n["msg"] for n in ed.notifications()]
     assert notes[:3] == ["codex-sys: task fake-1 started", "codex-sys: task fake-2 started",
                          "codex-sys: task fake-3 started"]
@@ -249,8 +250,8 @@ def test_progress_is_echoed_and_can_be_turned_off(fake, short_tmp):
         ("end", "Codex fake-1", "COMPLETED: 2 files changed")]
     # Headless, the echo lands on the editor's output.
     out = ed.output.read_text(errors="replace")
-    assert "codex-sys: Codex fake-1: RUNNING: run_shell_command ls" in out
-    assert "codex-sys: Codex fake-1: COMPLETED: 2 files changed" in out
+    assert "Codex fake-1: RUNNING: run_shell_command ls" in out
+    assert "Codex fake-1: COMPLETED: 2 files changed" in out
 
     ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
                                                "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)}, "progress": False})
@@ -296,3 +297,15 @@ def test_files_are_created_and_renamed_into_new_folders(fake, short_tmp):
     assert ed.lines(a / "docs" / "deep" / "new.md") == ["# New"]
     assert (a / "archive" / "old.txt").read_text() == "old\n"
     assert not (a / "old.txt").exists()
+
+
+def test_a_server_that_cannot_start_is_reported_and_checkhealth_says_why(fake, editor_factory, short_tmp):
+    a = project(short_tmp / "a", {"x.py": "x = 1\n"})
+    ed = editor_factory(cwd=a)
+    ed.setup(cmd=[str(short_tmp / "no-such-codex-sys"), "lsp"])
+    ed.open(a / "x.py")
+    errors = [n["msg"] for n in ed.notifications() if n["level"] == 4]
+    assert errors == [f"codex-sys: could not start {short_tmp / 'no-such-codex-sys'} lsp"]
+    ed.cmd("checkhealth codex_sys")
+    report = "\n".join(ed.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)"))
+    assert f"ERROR: {short_tmp / 'no-such-codex-sys'} is not executable" in report

@@ -133,7 +133,7 @@ function M.for_root(root, opts)
     end,
   })
   if not id then
-    error(string.format('codex-sys: could not start %s', table.concat(opts.cmd, ' ')))
+    error(string.format('codex-sys: could not start %s', table.concat(opts.cmd, ' ')), 0)
   end
   by_root[root] = id
   return vim.lsp.get_client_by_id(id)

@@ -50,7 +50,7 @@ local function check(opts)
     name = { opts.name, 'string' },
   })
   if #opts.cmd == 0 then
-    error('codex_sys: cmd must not be empty')
+    error('codex_sys: cmd must not be empty', 0)
   end
 end
 
@@ -80,7 +80,7 @@ function M.merge(user)
   local opts = vim.deepcopy(M.defaults)
   for key, value in pairs(user) do
     if not M.known[key] then
-      error(string.format('codex_sys: unknown option %q', key))
+      error(string.format('codex_sys: unknown option %q', key), 0)
     end
     if key == 'settings' then
       opts.settings = vim.tbl_deep_extend('force', opts.settings, value)

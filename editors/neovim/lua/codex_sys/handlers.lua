@@ -13,6 +13,16 @@ local function notify(message, level)
 end
 M.notify = notify
 
+-- The server's messages already say where they come from ("Codex: task … completed").
+local function notify_server(message, level)
+  if message:match('^Codex') then
+    vim.notify(message, level or levels.INFO)
+  else
+    notify(message, level)
+  end
+end
+M.notify_server = notify_server
+
 local function first_argument(params)
   local args = params and params.arguments
   if type(args) == 'table' and type(args[1]) == 'table' then
@@ -31,7 +41,7 @@ function M.report(err, result, params, client_id)
   local arg = first_argument(params)
   state.add_result({ client_id = client_id, command = command, arguments = arg, result = result, error = err })
   if err then
-    notify(err.message or tostring(err), levels.ERROR)
+    notify_server(err.message or tostring(err), levels.ERROR)
     return
   end
   if type(result) ~= 'table' then
@@ -88,9 +98,11 @@ local function on_progress(result, client_id, options)
   if not options().progress then
     return
   end
-  local text = 'codex-sys: ' .. title
-  if value.message and value.message ~= '' then
-    text = text .. ': ' .. value.message
+  local text = title
+  local message = value.message
+  if message and message ~= '' then
+    -- a message may repeat the title ("Codex: task … completed")
+    text = message:sub(1, #title + 1) == title .. ':' and message or (title .. ': ' .. message)
   end
   if value.percentage then
     text = string.format('%s (%d%%)', text, value.percentage)
@@ -134,7 +146,7 @@ function M.for_client(options)
     end,
     ['window/showMessage'] = function(_, result, _, _)
       if type(result) == 'table' and result.message then
-        notify(result.message, message_levels[result.type] or levels.INFO)
+        notify_server(result.message, message_levels[result.type] or levels.INFO)
       end
       return vim.NIL
     end,

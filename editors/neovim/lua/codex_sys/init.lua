@@ -28,7 +28,7 @@ local function attach_if_eligible(bufnr)
   end
   local ok, err = pcall(clients.attach, bufnr, opts)
   if not ok then
-    notify(tostring(err), levels.ERROR)
+    vim.notify(tostring(err), levels.ERROR)
   end
 end
 
@@ -76,7 +76,7 @@ function M.execute(command, argument, callback, opts)
   local bufnr = opts.bufnr or vim.api.nvim_get_current_buf()
   local ok, client = pcall(M.client, bufnr)
   if not ok then
-    notify(tostring(client), levels.ERROR)
+    vim.notify(tostring(client), levels.ERROR)
     return
   end
   clients.when_ready(client, function(ready)
@@ -85,7 +85,7 @@ function M.execute(command, argument, callback, opts)
       if not opts.quiet then
         handlers.report(err, result, params, ctx.client_id)
       elseif err then
-        notify(err.message or tostring(err), levels.ERROR)
+        handlers.notify_server(err.message or tostring(err), levels.ERROR)
       end
       if callback then
         callback(err, result)
