@@ -1,10 +1,12 @@
 // Bundles the extension (dist/extension.js, vscode-languageclient included, so the .vsix needs no
 // node_modules) or, with --tests, each unit test (out/test/*.test.js) with `vscode` replaced by the
-// test double in test/vscode-fake.ts: VS Code itself cannot run in CI.
+// test double in test/vscode-fake.ts: VS Code itself cannot run in CI. --smoke: the smoke run
+// against a real server (smoke/run.ts).
 import * as esbuild from 'esbuild';
 import { readdirSync } from 'node:fs';
 
 const tests = process.argv.includes('--tests');
+const smoke = process.argv.includes('--smoke');
 const production = process.argv.includes('--production');
 
 const common = {
@@ -15,7 +17,16 @@ const common = {
   logLevel: 'warning',
 };
 
-if (tests) {
+if (smoke) {
+  // The real extension and vscode-languageclient against a permissive test double (smoke/run.ts).
+  await esbuild.build({
+    ...common,
+    entryPoints: ['smoke/run.ts'],
+    outfile: 'out/smoke/run.js',
+    alias: { vscode: './smoke/vscode-permissive.ts' },
+    sourcemap: 'inline',
+  });
+} else if (tests) {
   await esbuild.build({
     ...common,
     entryPoints: readdirSync('test').filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`),

@@ -124,7 +124,7 @@ export class ClientHost implements Host {
       this.deps.stateChanged('stopped');
       const message =
         `Codex: cannot find "${launch.value.command}" to start the language server. ` +
-        'Install codex-sys (pip install codex-sys) or set codexSys.server.path to its executable.';
+        'Install codex-sys (pip install -e . in its checkout) or set codexSys.server.path to its executable.';
       this.deps.output.error(message);
       void vscode.window.showErrorMessage(message, 'Open Settings').then((choice) => {
         if (choice !== undefined) void vscode.commands.executeCommand('workbench.action.openSettings', 'codexSys.server');
