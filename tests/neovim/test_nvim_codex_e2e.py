@@ -158,6 +158,8 @@ def test_run_a_task_then_accept_one_hunk_with_its_code_action(session):
     assert len(ed.wait_diagnostics(s.util, 1)) == 1
 
     # The progress went from the snapshot to the end of the task, on one token.
+    ed.wait("local p = require('codex_sys').progress(); return #p > 0 and p[#p].kind == 'end'",
+            what="the end of the progress")
     progress = ed.lua("return require('codex_sys').progress()")
     assert progress[0]["kind"] == "begin" and progress[-1]["kind"] == "end"
     assert len({p["token"] for p in progress}) == 1
@@ -180,6 +182,14 @@ def test_run_a_task_then_accept_one_hunk_with_its_code_action(session):
     assert s.app.read_text() == APP  # applied to the buffer, not saved
     diags = ed.wait_diagnostics(s.app, 2)
     assert [d["lnum"] for d in diags] == [LINE["A"], LINE["C"] - 1]
+
+    # :CodexApply takes the change on the cursor line, here hunk C (moved up one line by hunk B).
+    ed.lua("vim.api.nvim_win_set_cursor(0, {select(1, ...) + 1, 0})", LINE["C"] - 1)
+    ed.cmd("CodexApply")
+    result = ed.wait_result("codexSys.applyTask", 2)
+    assert result["result"]["skipped"] == [] and len(result["result"]["applied"]) == 1
+    assert ed.lines(s.app) == lines(edited(APP, "B", "C"))
+    assert [d["lnum"] for d in ed.wait_diagnostics(s.app, 1)] == [LINE["A"]]
 
 
 def test_apply_all_changes_every_buffer_and_saves_to_the_expected_files(session):

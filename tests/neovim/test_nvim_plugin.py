@@ -51,6 +51,16 @@ class Fake:
         return [m["params"] for m in self.log()
                 if m.get("method") == "workspace/executeCommand" and m["params"]["command"] == name]
 
+    def wait_messages(self, method: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        """The params of the first `count` messages of `method` the server received."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = [m["params"] for m in self.log() if m.get("method") == method]
+            if len(found) >= count:
+                return found[:count]
+            time.sleep(0.05)
+        raise AssertionError(f"the server never got {method} #{count}\n" + self.editor.report())
+
     def wait_command(self, name: str, count: int = 1, timeout: float = 20) -> dict[str, Any]:
         """The `count`-th `name` command the server received."""
         end = time.monotonic() + timeout
@@ -89,13 +99,6 @@ def test_one_client_per_root_with_settings_and_capabilities(fake, short_tmp):
         return vim.tbl_count(out) == 3 and out or nil""", what="three initialized clients")
     assert roots == {str(a): 2, str(b): 1, str(short_tmp): 1}
 
-    def opened_by_pid() -> dict[int, set[str]]:
-        out: dict[int, set[str]] = {}
-        for m in f.log():
-            if m.get("method") == "textDocument/didOpen":
-                out.setdefault(m["pid"], set()).add(m["params"]["textDocument"]["uri"])
-        return out
-
     inits = [m for m in f.log() if m.get("method") == "initialize"]
     assert len(inits) == 3
     by_root = {m["params"]["rootUri"]: m for m in inits}
@@ -105,15 +108,20 @@ def test_one_client_per_root_with_settings_and_capabilities(fake, short_tmp):
     assert init_a["capabilities"]["workspace"]["configuration"] is True
     assert init_a["capabilities"]["workspace"]["applyEdit"] is True
     assert init_a["capabilities"]["window"]["workDoneProgress"] is True
-    opened = opened_by_pid()
+    f.wait_messages("textDocument/didOpen", 4)
+    opened: dict[int, set[str]] = {}
+    for m in f.log():
+        if m.get("method") == "textDocument/didOpen":
+            opened.setdefault(m["pid"], set()).add(m["params"]["textDocument"]["uri"])
     assert opened[by_root[uri(a)]["pid"]] == {uri(a / "x.py"), uri(a / "sub" / "y.py")}
     assert opened[by_root[uri(b)]["pid"]] == {uri(b / "z.py")}
 
     # Opening another file of a root reuses its client.
     (a / "w.py").write_text("w = 4\n")
     ed.open(a / "w.py")
-    ed.wait("return #vim.lsp.buf_get_clients(0) == 1")
+    f.wait_messages("textDocument/didOpen", 5)
     assert len([m for m in f.log() if m.get("method") == "initialize"]) == 3
+    assert ed.lua("return #vim.lsp.buf_get_clients(0)") == 1
 
 
 def test_settings_answer_workspace_configuration_and_follow_setup(fake, short_tmp):
@@ -128,8 +136,7 @@ def test_settings_answer_workspace_configuration_and_follow_setup(fake, short_tm
     ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
                                                "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)},
                                                "settings": {"model": "m-2"}})
-    changed = [m["params"] for m in f.log() if m.get("method") == "workspace/didChangeConfiguration"]
-    assert changed == [{"settings": {"codexSys": {"model": "m-2"}}}]
+    assert f.wait_messages("workspace/didChangeConfiguration") == [{"settings": {"codexSys": {"model": "m-2"}}}]
     got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
     assert got["result"]["response"] == [{"model": "m-2"}]
 
@@ -274,8 +281,7 @@ def test_default_and_empty_settings_are_sent_as_objects(fake, short_tmp):
 
     ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
                                                "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)}})
-    changed = [m["params"] for m in f.log() if m.get("method") == "workspace/didChangeConfiguration"]
-    assert changed == [{"settings": {"codexSys": {}}}]
+    assert f.wait_messages("workspace/didChangeConfiguration") == [{"settings": {"codexSys": {}}}]
     got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
     assert got["result"]["response"] == [{}]
 
@@ -309,3 +315,16 @@ def test_a_server_that_cannot_start_is_reported_and_checkhealth_says_why(fake, e
     ed.cmd("checkhealth codex_sys")
     report = "\n".join(ed.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)"))
     assert f"ERROR: {short_tmp / 'no-such-codex-sys'} is not executable" in report
+
+
+def test_commands_given_while_the_server_starts_are_sent_in_order(fake, short_tmp):
+    a = project(short_tmp / "a", {"x.py": "x = 1\n"})
+    f = fake(cwd=a)
+    ed = f.editor
+    # One Lua call: the client cannot be initialized before the last command is given.
+    ed.lua(f"vim.cmd('edit {a / 'x.py'}'); assert(not require('codex_sys').client(0).initialized); "
+           "for i = 1, 5 do vim.cmd('CodexRun task ' .. i) end; vim.cmd('CodexCancel fake-1')")
+    f.wait_command("codexSys.cancelTask")
+    sent = [m["params"]["command"] + " " + str(m["params"]["arguments"][0].get("instruction", ""))
+            for m in f.log() if m.get("method") == "workspace/executeCommand"]
+    assert sent == [f"codexSys.runTask task {i}" for i in range(1, 6)] + ["codexSys.cancelTask "]

@@ -156,19 +156,35 @@ function M.for_buffer(bufnr, opts)
   return M.attach(bufnr, opts) or M.for_root(M.root_of_buffer(bufnr, opts), opts)
 end
 
---- Calls fn(client) once the client is initialized (at once if it already is); reports a client
+-- client id -> functions waiting for the client to be initialized, in the order they came
+local waiting = {}
+
+--- Calls fn(client) once the client is initialized (at once if it already is and nothing waits before
+--- it): commands given while the server starts are sent in the order they were given. Reports a client
 --- that does not come up within `timeout_ms`.
 function M.when_ready(client, fn, timeout_ms)
+  local queue = waiting[client.id]
+  if queue then
+    table.insert(queue, fn)
+    return
+  end
   if client.initialized then
     return fn(client)
   end
+  queue = { fn }
+  waiting[client.id] = queue
   local deadline = vim.loop.now() + (timeout_ms or 30000)
   local function poll()
     if client.is_stopped() then
+      waiting[client.id] = nil
       vim.notify('codex-sys: the language server stopped before it was ready', vim.log.levels.ERROR)
     elseif client.initialized then
-      fn(client)
+      waiting[client.id] = nil
+      for _, waiting_fn in ipairs(queue) do
+        waiting_fn(client)
+      end
     elseif vim.loop.now() > deadline then
+      waiting[client.id] = nil
       vim.notify('codex-sys: the language server did not answer initialize in time', vim.log.levels.ERROR)
     else
       vim.defer_fn(poll, 20)

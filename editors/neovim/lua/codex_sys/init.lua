@@ -235,7 +235,12 @@ function M.apply_here(callback)
   local namespace = vim.lsp.diagnostic.get_namespace(client.id)
   for _, diagnostic in ipairs(vim.diagnostic.get(bufnr, { namespace = namespace })) do
     local data = diagnostic.user_data and diagnostic.user_data.lsp and diagnostic.user_data.lsp.data
-    local last = math.max(diagnostic.end_lnum or diagnostic.lnum, diagnostic.lnum)
+    -- a range ending at column 0 of a later line stops at the line before (whole lines)
+    local last = diagnostic.end_lnum or diagnostic.lnum
+    if last > diagnostic.lnum and (diagnostic.end_col or 0) == 0 then
+      last = last - 1
+    end
+    last = math.max(last, diagnostic.lnum)
     if type(data) == 'table' and data.taskId and lnum >= diagnostic.lnum and lnum <= last then
       M.execute('codexSys.applyTask', { taskId = data.taskId, hunks = { data.hunk } }, callback, { bufnr = bufnr })
       return
