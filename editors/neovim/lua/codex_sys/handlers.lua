@@ -13,8 +13,42 @@ local function notify(message, level)
 end
 M.notify = notify
 
+-- The server shows what a person must see (window/showMessage) and fails the request with the same
+-- sentence: say it once.
+local recent = {} -- message -> vim.loop.now() when shown
+local RECENT_MS = 3000
+
+local function shown_recently(message)
+  local at = recent[message]
+  return at ~= nil and vim.loop.now() - at < RECENT_MS
+end
+
+local function remember(message)
+  local now = vim.loop.now()
+  for text, at in pairs(recent) do
+    if now - at >= RECENT_MS then
+      recent[text] = nil
+    end
+  end
+  recent[message] = now
+end
+
+--- Whether a message the server showed recently contains `text`.
+function M.said_recently(text)
+  local now = vim.loop.now()
+  for message, at in pairs(recent) do
+    if now - at < RECENT_MS and message:find(text, 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
 -- The server's messages already say where they come from ("Codex: task … completed").
 local function notify_server(message, level)
+  if level == levels.ERROR and shown_recently(message) then
+    return
+  end
   if message:match('^Codex') then
     vim.notify(message, level or levels.INFO)
   else
@@ -57,8 +91,11 @@ function M.report(err, result, params, client_id)
       notify(string.format('applied %s of task %s', plural(#applied, 'change'), tostring(arg.taskId)))
     end
     for _, skip in ipairs(skipped) do
-      notify(string.format('change %s of task %s not applied: %s', tostring(skip.hunk), tostring(arg.taskId),
-        tostring(skip.reason)), levels.WARN)
+      local reason = tostring(skip.reason)
+      if not M.said_recently(reason) then -- the server usually tells the reasons itself
+        notify(string.format('change %s of task %s not applied: %s', tostring(skip.hunk), tostring(arg.taskId),
+          reason), levels.WARN)
+      end
     end
   elseif command == 'codexSys.discardTask' then
     notify(string.format('discarded the changes of task %s', tostring(result.taskId or arg.taskId)))
@@ -147,6 +184,7 @@ function M.for_client(options)
     ['window/showMessage'] = function(_, result, _, _)
       if type(result) == 'table' and result.message then
         notify_server(result.message, message_levels[result.type] or levels.INFO)
+        remember(result.message)
       end
       return vim.NIL
     end,
