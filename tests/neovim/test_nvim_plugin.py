@@ -328,3 +328,18 @@ def test_commands_given_while_the_server_starts_are_sent_in_order(fake, short_tm
     sent = [m["params"]["command"] + " " + str(m["params"]["arguments"][0].get("instruction", ""))
             for m in f.log() if m.get("method") == "workspace/executeCommand"]
     assert sent == [f"codexSys.runTask task {i}" for i in range(1, 6)] + ["codexSys.cancelTask "]
+
+
+def test_a_file_outside_any_project_gets_a_client_only_when_asked(fake, short_tmp):
+    work = short_tmp / "work"
+    work.mkdir()
+    loose = short_tmp / "loose"
+    loose.mkdir()
+    (loose / "n.txt").write_text("n\n")
+    f = fake(cwd=work)
+    ed = f.editor
+    ed.open(loose / "n.txt")
+    assert ed.lua("return vim.tbl_count(require('codex_sys').clients())") == 0, ed.report()
+    ed.cmd("CodexRun Tidy up")
+    assert f.wait_command("codexSys.runTask")["arguments"] == [{"instruction": "Tidy up", "folder": uri(loose)}]
+    assert ed.lua("return vim.tbl_keys(require('codex_sys').clients())") == [str(loose)]

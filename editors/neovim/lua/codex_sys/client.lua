@@ -46,11 +46,12 @@ function M.eligible(bufnr, opts)
 end
 
 --- The project root of a path (a file or a folder): the nearest folder at or above it holding a
---- root marker; else the current directory when the path is inside it; else the path's folder.
+--- root marker; else the current directory when the path is inside it; else the path's folder. The
+--- second value says which: 'marker', 'cwd' or 'folder'.
 function M.root_of(path, markers)
   local cwd = normalize(vim.fn.getcwd())
   if path == nil or path == '' then
-    return cwd
+    return cwd, 'cwd'
   end
   path = normalize(path)
   local dir = is_dir(path) and path or vim.fn.fnamemodify(path, ':h')
@@ -58,7 +59,7 @@ function M.root_of(path, markers)
   while true do
     for _, marker in ipairs(markers) do
       if exists(probe .. '/' .. marker) then
-        return probe
+        return probe, 'marker'
       end
     end
     local parent = vim.fn.fnamemodify(probe, ':h')
@@ -68,9 +69,9 @@ function M.root_of(path, markers)
     probe = parent
   end
   if is_under(dir, cwd) then
-    return cwd
+    return cwd, 'cwd'
   end
-  return dir
+  return dir, 'folder'
 end
 
 function M.root_of_buffer(bufnr, opts)
@@ -140,12 +141,17 @@ function M.for_root(root, opts)
 end
 
 --- Attach the client of the buffer's root to the buffer (starting it if needed). Returns the client,
---- or nil when the buffer is not one the plugin handles.
-function M.attach(bufnr, opts)
+--- or nil when the buffer is not one the plugin handles. With `in_project_only`, a file outside any
+--- project and outside the current directory (/etc/hosts) gets no client.
+function M.attach(bufnr, opts, in_project_only)
   if not M.eligible(bufnr, opts) then
     return nil
   end
-  local client = M.for_root(M.root_of_buffer(bufnr, opts), opts)
+  local root, how = M.root_of_buffer(bufnr, opts)
+  if in_project_only and how == 'folder' and not live(by_root[root]) then
+    return nil
+  end
+  local client = M.for_root(root, opts)
   vim.lsp.buf_attach_client(bufnr, client.id)
   return client
 end

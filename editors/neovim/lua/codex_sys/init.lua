@@ -26,7 +26,7 @@ local function attach_if_eligible(bufnr)
   if not opts.autostart or not clients.eligible(bufnr, opts) then
     return
   end
-  local ok, err = pcall(clients.attach, bufnr, opts)
+  local ok, err = pcall(clients.attach, bufnr, opts, true)
   if not ok then
     vim.notify(tostring(err), levels.ERROR)
   end
