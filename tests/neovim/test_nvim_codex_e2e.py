@@ -180,6 +180,8 @@ def test_run_a_task_then_accept_one_hunk_with_its_code_action(session):
     assert result["result"] == {"applied": [hunk_b], "skipped": []}
     assert ed.lines(s.app) == lines(edited(APP, "B"))
     assert s.app.read_text() == APP  # applied to the buffer, not saved
+    assert f"codex-sys: applied 1 change of task {task_id}" in [n["msg"] for n in ed.notifications()]
+    assert "Workspace edit" not in ed.messages()  # Neovim's own line, left out: the plugin reports
     diags = ed.wait_diagnostics(s.app, 2)
     assert [d["lnum"] for d in diags] == [LINE["A"], LINE["C"] - 1]
 

@@ -178,6 +178,8 @@ function M.for_client(options)
     ['workspace/applyEdit'] = function(err, params, ctx, config)
       if params then
         pcall(make_parent_folders, params.edit)
+        -- without its label, which Neovim would print ("Workspace edit …"): the result is reported
+        params = { edit = params.edit }
       end
       return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx, config)
     end,
