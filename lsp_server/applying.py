@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lsprotocol import types as lsp
+from pygls import uris
 from pygls.workspace import Workspace
 
 from lsp_server.anchoring import Fit, locate_all
@@ -188,34 +192,80 @@ class Applier:
 
     async def _send_and_verify(self, task: TrackedTask, plans: list[_Planned], support: EditSupport,
                                out: ApplyOutcome) -> None:
+        await asyncio.to_thread(_make_parents, plans)
         edit = build_edit([p.plan for p in plans], support)
         started = time.perf_counter()
         result = await self._send(lsp.ApplyWorkspaceEditParams(edit=edit, label=f"Codex: task {task.id}"))
-        ids = [i for p in plans for i in p.ids]
-        if not result.applied:
-            reason = result.failure_reason or "the editor did not apply the edit"
-            out.skipped.extend((i, f"{reason} (the document may have changed meanwhile; try again)") for i in ids)
-            return
-        for p in plans:
-            if p.expect is not None and isinstance(p.plan, TextPlan) and not await self._landed(p.plan.uri, p.expect):
+        failure = "" if result.applied else _reason(result.failure_reason)
+        # Checked whatever the answer: Neovim 0.7 says `applied: true` when it skipped a stale edit, and
+        # applies the operations before a failing one before it says `applied: false`.
+        landed = await asyncio.gather(*(self._landed(p, result.applied) for p in plans))
+        for p, done in zip(plans, landed, strict=True):
+            if done:
+                task.applied.update(p.ids)
+                out.applied.extend(p.ids)
+            elif failure:
+                out.skipped.extend((i, f"the editor refused the edit: {failure}") for i in p.ids)
+            else:
                 out.skipped.extend((i, "the editor did not apply the change (the document changed meanwhile?); "
                                        "try again") for i in p.ids)
-                continue
-            task.applied.update(p.ids)
-            out.applied.extend(p.ids)
         log.info("changes applied", extra={"task_id": task.id, "applied": len(out.applied),
-                                           "skipped": len(out.skipped),
+                                           "skipped": len(out.skipped), "client_failure": failure,
                                            "ms": round((time.perf_counter() - started) * 1000, 1)})
 
-    async def _landed(self, uri: str, expect: str) -> bool:
+    async def _landed(self, planned: _Planned, client_says: bool) -> bool:
+        """Whether the plan is in effect, waited for up to VERIFY_TIMEOUT_S (the client's didChange may
+        come after its answer): an open document holds the expected text; a file was created (with the
+        expected text, if it is open), deleted or renamed. An edit to a document that is not open cannot
+        be seen from here: the client's word is taken."""
+        plan = planned.plan
         deadline = time.monotonic() + VERIFY_TIMEOUT_S
         while True:
-            doc = self._workspace().text_documents.get(uri)
-            if doc is None or doc.source == expect:
-                return True  # closed meanwhile: nothing left to check against
-            if time.monotonic() > deadline:
-                return False
+            if isinstance(plan, TextPlan):
+                doc = self._workspace().text_documents.get(plan.uri)
+                if doc is None or planned.expect is None:
+                    return client_says
+                done = bool(doc.source == planned.expect)
+            else:
+                done = await asyncio.to_thread(_file_op_done, plan)
+                if done and isinstance(plan, CreatePlan):
+                    doc = self._workspace().text_documents.get(plan.uri)
+                    done = doc is None or bool(doc.source == plan.text)
+            if done or time.monotonic() >= deadline:
+                return done
             await asyncio.sleep(0.01)
+
+
+def _fs(uri: str) -> Path:
+    return Path(uris.to_fs_path(uri) or "")
+
+
+def _make_parents(plans: list[_Planned]) -> None:
+    """Folders for created and renamed files, made here: Neovim 0.7 fails a create in a folder that does
+    not exist (the server runs where the files are)."""
+    for p in plans:
+        target = p.plan.uri if isinstance(p.plan, CreatePlan) else p.plan.new_uri if isinstance(
+            p.plan, RenamePlan) else None
+        if target:
+            _fs(target).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _file_op_done(plan: FilePlan) -> bool:
+    if isinstance(plan, CreatePlan):
+        return _fs(plan.uri).exists()
+    if isinstance(plan, DeletePlan):
+        return not os.path.lexists(_fs(plan.uri))
+    if isinstance(plan, RenamePlan):
+        return _fs(plan.new_uri).exists() and not os.path.lexists(_fs(plan.old_uri))
+    return False
+
+
+_LUA_LOCATION = re.compile(r"\S*\.lua:\d+: ")
+
+
+def _reason(failure: str | None) -> str:
+    """The client's failure reason without its own source locations."""
+    return _LUA_LOCATION.sub("", failure or "").strip() or "no reason given"
 
 
 def _after(lines: list[str], replaced: list[tuple[Fit, tuple[str, ...]]]) -> str:

@@ -63,7 +63,7 @@ def _lookup(raw: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 def layer(base: Settings, raw: object) -> Settings:
     """`base` with the values of `raw` (a `codexSys` settings object) laid over it; the result's
     `problems` name the settings that were wrong."""
-    if raw is None:
+    if raw is None or raw == []:  # Neovim's Lua encodes an empty table as []
         return replace(base, problems=())
     if not isinstance(raw, Mapping):
         return replace(base, problems=(f"codexSys settings must be an object, not {type(raw).__name__}",))

@@ -104,8 +104,11 @@ def build_edit(plans: Sequence[FilePlan], support: EditSupport) -> lsp.Workspace
             out.append(lsp.CreateFile(uri=p.uri,
                                       options=lsp.CreateFileOptions(overwrite=False, ignore_if_exists=False)))
             if p.text:
+                # The whole new document, to 1:0: Neovim's new buffer has one empty line, and text
+                # inserted at 0:0 before it would save with an extra newline; clients that follow the
+                # spec clamp 1:0 to the end of the empty document.
                 out.append(_doc_edit(p.uri, None, [lsp.TextEdit(
-                    range=lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0)), new_text=p.text)]))
+                    range=lsp.Range(lsp.Position(0, 0), lsp.Position(1, 0)), new_text=p.text)]))
         elif isinstance(p, DeletePlan):
             out.append(lsp.DeleteFile(uri=p.uri,
                                       options=lsp.DeleteFileOptions(recursive=False, ignore_if_not_exists=False)))
