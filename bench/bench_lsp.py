@@ -166,9 +166,9 @@ def rss_kib(pid: int) -> int:
 
 
 async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
-    provider = ScriptedLLMServer(default=Scenario.from_dict({"name": "one-file", "steps": [{"content": "Writing.",
-        "tool_calls": [{"name": "write_file_content", "arguments": {"file_path": "out.txt", "content": "x\n"}}]}]}),
-        api_key="bench-key")
+    provider = ScriptedLLMServer(default=Scenario.from_dict({"name": "one-edit", "steps": [{"content": "Editing.",
+        "tool_calls": [{"name": "edit_file_content", "arguments": {
+            "file_path": "notes.txt", "old_string": "a\n", "new_string": "b\n"}}]}]}), api_key="bench-key")
     base_url = await provider.start_tcp("127.0.0.1", 0)
     home = Path(tempfile.mkdtemp(prefix="cxb-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
@@ -177,6 +177,7 @@ async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
     codex = str(Path(sys.executable).parent / "codex-sys")
     project = tmp / "rssproj"
     make_tree(project, 200)
+    (project / "notes.txt").write_text("a\n")
     client = await ClientServerConfig(server_command=[codex, "lsp"], server_env=env).start()
     try:
         @client.feature(lsp.WORKSPACE_APPLY_EDIT)
