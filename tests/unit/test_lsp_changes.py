@@ -63,7 +63,8 @@ def apply_edits(text: str, edits: list[lsp.TextEdit]) -> str:
 
 def apply_all(old: str, hunks: list[Fit | Misfit | None], changes: list[Change]) -> str:
     lines = split_lines(old)
-    edits = [hunk_edit(c.hunks[0], f, lines, "utf-16") for c, f in zip(changes, hunks, strict=True) if isinstance(f, Fit)]
+    edits = [hunk_edit(c.hunks[0], f, lines, "utf-16")
+             for c, f in zip(changes, hunks, strict=True) if isinstance(f, Fit)]
     return apply_edits(old, edits)
 
 
