@@ -17,7 +17,7 @@ interface Manifest {
   activationEvents: string[];
   publisher: string;
   license: string;
-  repository: { url: string };
+  repository?: { url: string };
   contributes: { configuration: { properties: Record<string, { type: string; default: unknown; scope: string }> } };
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
@@ -54,7 +54,8 @@ describe('package.json', () => {
     assert.equal(manifest.main, './dist/extension.js');
     assert.equal(manifest.license, 'Apache-2.0');
     assert.ok(manifest.publisher);
-    assert.ok(manifest.repository.url);
+    // No public repository URL exists yet: the build passes --allow-missing-repository instead.
+    assert.equal(manifest.repository, undefined);
     assert.ok(readFileSync(path.join(extensionRoot, 'LICENSE'), 'utf8').includes('Apache License'));
   });
 
