@@ -11,8 +11,15 @@
 3. The real server process (`codex-sys lsp` over stdio, pygls client): resident memory after initialize,
    and after 20 tasks run end to end on the embedded runner (scripted no-op model) and their changes
    applied.
+4. Event latency, agent → editor: a task of --events tool calls; for each, from the moment the scripted
+   model receives the request it answers with the tool call, to the moment the editor (the LSP client in
+   this process) receives the progress report naming it. An upper bound of "agent emits → editor
+   receives": it also holds the model's answer reaching the agent. Baseline in the same task: a gRPC
+   WatchTask client in this process receiving the same events straight from the runner. Bar: p50 10 ms,
+   p99 50 ms.
 
     .venv/bin/python -m bench.bench_lsp [--files 200] [--lines 5000] [--snapshot-files 10000] [--tasks 20]
+                                        [--events 60]
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
+from pygls.protocol import default_converter
 from pygls.workspace import Workspace
-from pytest_lsp import ClientServerConfig, client_capabilities
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from lsp_server.changes import parse_changes
 from lsp_server.documents import read_file_texts
@@ -40,6 +48,8 @@ from lsp_server.settings import Settings
 from lsp_server.snapshots import EditorSnapshots
 from lsp_server.tasks import Folder, TrackedTask
 from lsp_server.translate import code_actions, diagnostic
+from runner.client.connection import RunnerClient
+from runner.domain import models as m
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 
 GIT = ["git", "-c", "user.email=b@example.com", "-c", "user.name=b"]
@@ -214,6 +224,86 @@ async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def bench_latency(args: argparse.Namespace, tmp: Path) -> None:
+    steps = [{"content": None, "tool_calls": [{"name": "run_shell_command",
+                                               "arguments": {"command_string": f"true {k}"}}]}
+             for k in range(args.events)]
+    provider = ScriptedLLMServer(default=Scenario.from_dict({"name": "many-tools", "steps": steps}),
+                                 api_key="bench-key")
+    base_url = await provider.start_tcp("127.0.0.1", 0)
+    home = Path(tempfile.mkdtemp(prefix="cxl-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
+    env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench-key",
+               CODEX_SYS_LOG_LEVEL="WARNING")
+    codex = str(Path(sys.executable).parent / "codex-sys")
+    project = tmp / "latproj"
+    make_tree(project, 20)
+    editor_seen: list[tuple[float, str]] = []
+    def make_client() -> LanguageClient:
+        """A client that stamps each progress report as it arrives (and ignores the rest)."""
+        c = LanguageClient(converter_factory=default_converter)
+
+        @c.feature(lsp.PROGRESS)
+        def _progress(params: lsp.ProgressParams) -> None:
+            value = params.value if isinstance(params.value, dict) else {}
+            editor_seen.append((time.monotonic(), str(value.get("message") or "")))
+
+        @c.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def _create(params: lsp.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @c.feature(lsp.WORKSPACE_CONFIGURATION)
+        def _configuration(params: lsp.ConfigurationParams) -> list[None]:
+            return [None for _ in params.items]
+
+        for method in (lsp.WINDOW_SHOW_MESSAGE, lsp.WINDOW_LOG_MESSAGE, lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS):
+            c.feature(method)(lambda params: None)
+        return c
+
+    client = await ClientServerConfig(server_command=[codex, "lsp"], server_env=env, client_factory=make_client).start()
+    watcher = None
+    try:
+        await client.initialize_session(lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), root_uri=project.as_uri(),
+            workspace_folders=[lsp.WorkspaceFolder(uri=project.as_uri(), name="p")]))
+        got = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(
+            command="codexSys.runTask", arguments=[{"instruction": "many tool calls"}]))
+        grpc_seen: list[float] = []
+
+        async def watch() -> None:
+            async with RunnerClient(f"unix:{home}/runner.sock") as runner:
+                async for event in runner.watch(got["taskId"]):
+                    if isinstance(event.payload, m.ToolCallStarted):
+                        grpc_seen.append(time.monotonic())
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(watcher, 120)
+        await asyncio.sleep(0.2)
+        asked = [r.monotonic for r in provider.chat_requests][: args.events]
+        to_editor = [t for t, msg in editor_seen if msg.startswith("run_shell_command true")]
+        n = min(len(asked), len(to_editor), len(grpc_seen))
+        lsp_ms = [(to_editor[k] - asked[k]) * 1000 for k in range(n)]
+        grpc_ms = [(grpc_seen[k] - asked[k]) * 1000 for k in range(n)]
+        print(f"event latency, model answers a tool call -> received, {n} events of one task")
+        for name, values, note in (("editor (LSP progress)", lsp_ms, "bar p50 10 ms, p99 50 ms"),
+                                   ("gRPC watcher", grpc_ms, "baseline")):
+            print(f"  {name:22} p50 {percentile(values, 0.5):6.1f} ms  p99 {percentile(values, 0.99):6.1f} ms  "
+                  f"max {max(values):6.1f} ms   ({note})")
+    finally:
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        await client.shutdown_session()
+        await client.stop()
+        await asyncio.to_thread(subprocess.run, [codex, "runner", "stop"], env=env, capture_output=True, check=False)
+        await provider.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=200)
@@ -221,12 +311,14 @@ async def main() -> None:
     parser.add_argument("--snapshot-files", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--events", type=int, default=60)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="codex-bench-lsp-"))
     try:
         await bench_diff(args, tmp)
         await bench_snapshot(args, tmp)
         await bench_rss(args, tmp)
+        await bench_latency(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
