@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from nvim_harness import CODEX, PROVIDER_KEY, Editor, ThreadedProvider, base_env
 
+from runner.client.embedded import stop_embedded_runner
+from runner.config import HomeLayout
 from runner.scripted_llm import Scenario
 
 
@@ -60,10 +62,10 @@ class CodexEnv:
         path = self.home / "runner.log"
         return "runner.log (tail):\n" + (path.read_text(errors="replace")[-5000:] if path.exists() else "(none)")
 
-    def stop_runner(self, folder: Path) -> None:
-        env = base_env(folder) | self.vars
-        subprocess.run([CODEX, "runner", "stop"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                       timeout=60, check=False)
+    def stop_runner(self) -> None:
+        """Stops the embedded runner the server started under this home, if it did (`codex-sys runner stop`,
+        without a process of its own)."""
+        asyncio.run(stop_embedded_runner(HomeLayout(self.home)))
 
 
 @pytest.fixture
@@ -77,7 +79,7 @@ def codex_factory(short_tmp: Path) -> Iterator[Callable[[ThreadedProvider], Code
 
     yield make
     for codex in made:
-        codex.stop_runner(short_tmp)
+        codex.stop_runner()
 
 
 @pytest.fixture
@@ -96,3 +98,25 @@ def editor_factory(short_tmp: Path, provider_factory: Any, codex_factory: Any) -
     yield make
     for editor in made:
         editor.close()
+
+
+@pytest.fixture
+def codex_editor(editor_factory: Any, provider_factory: Any, codex_factory: Any) -> Callable[..., Editor]:
+    """Makes an editor whose plugin runs the real `codex-sys lsp`: its embedded runner starts on demand
+    under a private home and asks a scripted provider following `scenario` (`editor.provider`).
+    `setup_options` go to the plugin's setup() (the server's cmd is given unless they name one); with
+    `plugin=False` the plugin is not set up."""
+
+    def make(scenario: Scenario | dict[str, Any], cwd: Path | None = None, plugin: bool = True,
+             **setup_options: Any) -> Editor:
+        provider = provider_factory(scenario)
+        codex = codex_factory(provider)
+        editor = editor_factory(extra_env=codex.vars, cwd=cwd)
+        editor.provider = provider
+        editor.extra_logs.append(codex.runner_log)
+        editor.setup_base = {"cmd": [CODEX, "lsp"]}
+        if plugin:
+            editor.setup(**setup_options)
+        return editor
+
+    return make

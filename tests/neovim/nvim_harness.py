@@ -1,6 +1,7 @@
 """A real Neovim (headless, `--clean`, the plugin from editors/neovim on its runtimepath) driven over
 its msgpack-RPC socket with pynvim, and a scripted OpenAI-compatible provider served from a thread
-(pynvim runs its own asyncio loop in the test's thread, so the tests themselves are synchronous)."""
+(pynvim runs its own asyncio loop in the test's thread, so the tests themselves are synchronous); the
+provider's record of requests shows what reached the model (the agent's prompt, the model asked for)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import pynvim
 
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+from runner.scripted_llm.completions import prompt_texts
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "editors" / "neovim"
@@ -34,15 +36,52 @@ class ThreadedProvider:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="scripted-llm", daemon=True)
         self.thread.start()
-        self.server = ScriptedLLMServer(scenarios=scenarios, default=default, api_key=PROVIDER_KEY)
+        # Closing cancels answers still delayed by their step at once (a cancelled task's, say).
+        self.server = ScriptedLLMServer(scenarios=scenarios, default=default, api_key=PROVIDER_KEY,
+                                        shutdown_timeout_s=0.1)
         self.base_url = self._call(self.server.start_tcp("127.0.0.1", 0))
 
     def _call(self, coro: Any, timeout: float = 15) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def conversation(self, instruction: str) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat requests of the task whose instruction is `instruction`, in order."""
+        out = []
+        for request in self.server.chat_requests:
+            messages = request.body.get("messages") if isinstance(request.body, dict) else None
+            users = [m.get("content") for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+            if users[:1] == [instruction]:
+                out.append(request.body)
+        return out
+
+    def prompt(self, instruction: str, turn: int = 0) -> str:
+        """Every text of the `turn`-th request of that task's conversation (system prompt, instruction, tool
+        results so far)."""
+        bodies = self.conversation(instruction)
+        assert len(bodies) > turn, f"the model got {len(bodies)} request(s) for {instruction!r}"
+        return "\n".join(prompt_texts(bodies[turn]["messages"]))
+
+    def tool_results(self, instruction: str) -> list[str]:
+        """What that task's tool calls returned to the model, in order."""
+        bodies = self.conversation(instruction)
+        messages = bodies[-1]["messages"] if bodies else []
+        return [m["content"] for m in messages if m.get("role") == "tool"]
+
+    def models(self, instruction: str) -> set[str]:
+        """The models that task asked for."""
+        return {body["model"] for body in self.conversation(instruction)}
+
+    async def _close(self) -> None:
+        await self.server.close()
+        # What closing cancelled (answers still delayed by their step) ends before the loop stops.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
     def close(self) -> None:
         try:
-            self._call(self.server.close())
+            self._call(self._close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
@@ -57,6 +96,8 @@ class Editor:
         self.socket = folder / "nvim.sock"
         self.output = folder / "nvim-output.txt"
         self.extra_logs: list[Callable[[], str]] = []
+        self.setup_base: dict[str, Any] = {}  # options every setup() call gets (the server's cmd)
+        self.provider: ThreadedProvider | None = None  # the scripted model behind the real server, if any
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
                 ["nvim", "--headless", "--clean", "-n", "--listen", str(self.socket),
@@ -150,7 +191,8 @@ class Editor:
         return int(self.lua("return vim.api.nvim_get_current_buf()"))
 
     def setup(self, **options: Any) -> None:
-        self.lua("require('codex_sys').setup(...)", options)
+        """require('codex_sys').setup() with `setup_base` and `options` (a later call replaces every option)."""
+        self.lua("require('codex_sys').setup(...)", self.setup_base | options)
 
     def exec_sync(self, command: str, argument: Any = None, timeout_ms: int = 20000) -> dict[str, Any]:
         return dict(self.lua("return codex_test.exec_sync(...)", command, argument, timeout_ms))
@@ -164,6 +206,28 @@ class Editor:
                   what=f"result #{count} of {command}")
         return self.results(command)[count - 1]
 
+    def run_task(self, command: str, count: int = 1) -> str:
+        """Runs `command` (a :CodexRun) and returns the id of the task started, the `count`-th one."""
+        self.cmd(command)
+        result = self.wait_result("codexSys.runTask", count, timeout=60)
+        assert not result.get("error"), result
+        return str(result["result"]["taskId"])
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """codexSys.listTasks through the client of the current buffer."""
+        got = self.exec_sync("codexSys.listTasks")
+        assert not got.get("error"), got
+        return list(got["result"]["tasks"])
+
+    def wait_state(self, task_id: str, state: str, timeout: float = 60) -> dict[str, Any]:
+        code = """
+            local got = codex_test.exec_sync('codexSys.listTasks')
+            for _, t in ipairs(got.result and got.result.tasks or {}) do
+              if t.taskId == select(1, ...) and t.state == select(2, ...) then return t end
+            end
+            return nil"""
+        return dict(self.wait(code, task_id, state, timeout=timeout, what=f"task {task_id} {state}"))
+
     def code_action(self, path: Path, line: int, choose: str | None) -> list[dict[str, Any]]:
         """Puts the cursor on `line` (0-based) of `path`, runs vim.lsp.buf.code_action() and picks the
         action whose title matches the Lua pattern `choose` (None: cancel the menu). Returns the actions
@@ -174,6 +238,26 @@ class Editor:
         self.lua("codex_test.choose = ...; vim.lsp.buf.code_action()", choose)
         self.wait("return #codex_test.selects > select(1, ...)", before, timeout=20, what="the code action menu")
         return list(self.lua("return codex_test.last_code_actions()"))
+
+
+def project(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at `root` holding `files` (path -> text)."""
+    root.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def call(name: str, **arguments: Any) -> dict[str, Any]:
+    """A tool call of a scripted model's step."""
+    return {"name": name, "arguments": arguments}
+
+
+def lines(text: str) -> list[str]:
+    """The lines of `text` as a buffer holds them."""
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
 
 
 def base_env(folder: Path) -> dict[str, str]:

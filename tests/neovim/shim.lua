@@ -129,8 +129,12 @@ function T.exec_sync(command, argument, timeout_ms)
   return { result = response.result, error = response.err }
 end
 
---- Results of the plugin's commands recorded so far, for one command.
+--- Results of the plugin's commands recorded so far, for one command (nil, or vim.NIL as a nil from
+--- the RPC arrives: every command).
 function T.results(command)
+  if command == vim.NIL then
+    command = nil
+  end
   local out = {}
   for _, r in ipairs(require('codex_sys.state').results) do
     if command == nil or r.command == command then

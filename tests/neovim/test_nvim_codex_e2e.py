@@ -5,12 +5,11 @@ and finds stale changes refused rather than applied blindly."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nvim_harness import CODEX, Editor
+from nvim_harness import CODEX, Editor, call, lines, project
 
 from runner.scripted_llm import Scenario
 
@@ -36,14 +35,6 @@ def edited(text: str, *which: str) -> str:
         assert text.count(old) == 1
         text = text.replace(old, new)
     return text
-
-
-def lines(text: str) -> list[str]:
-    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
-
-
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
 
 
 def edit_scenario(first_step: dict[str, Any] | None = None) -> Scenario:
@@ -76,24 +67,7 @@ class Session:
         self.notes = root / "docs" / "NOTES.md"
 
     def run(self, command: str = f"CodexRun {INSTRUCTION}", count: int = 1) -> str:
-        self.ed.cmd(command)
-        result = self.ed.wait_result("codexSys.runTask", count, timeout=60)
-        assert not result.get("error"), result
-        return str(result["result"]["taskId"])
-
-    def tasks(self) -> list[dict[str, Any]]:
-        got = self.ed.exec_sync("codexSys.listTasks")
-        assert not got.get("error"), got
-        return list(got["result"]["tasks"])
-
-    def wait_state(self, task_id: str, state: str, timeout: float = 60) -> dict[str, Any]:
-        code = """
-            local got = codex_test.exec_sync('codexSys.listTasks')
-            for _, t in ipairs(got.result and got.result.tasks or {}) do
-              if t.taskId == select(1, ...) and t.state == select(2, ...) then return t end
-            end
-            return nil"""
-        return dict(self.ed.wait(code, task_id, state, timeout=timeout, what=f"task {task_id} {state}"))
+        return self.ed.run_task(command, count)
 
     def diagnostic_at(self, path: Path, line: int) -> dict[str, Any]:
         found = [d for d in self.ed.diagnostics(path) if d["lnum"] == line]
@@ -109,21 +83,13 @@ class Session:
                     "select(3, ...))", str(path), line, new)
 
 
-def start_session(short_tmp, editor_factory, provider_factory, codex_factory, request, plugin: bool) -> Session:
+def start_session(short_tmp, codex_editor, request, plugin: bool) -> Session:
     marker = request.node.get_closest_marker("scenario")
     scenario = marker.args[0] if marker else edit_scenario()
-    provider = provider_factory(scenario)
-    codex = codex_factory(provider)
-    root = short_tmp / "proj"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    (root / "app.py").write_text(APP)
-    (root / "util.py").write_text(UTIL)
-    editor = editor_factory(extra_env=codex.vars, cwd=root)
-    editor.extra_logs.append(codex.runner_log)
+    root = project(short_tmp / "proj", {"app.py": APP, "util.py": UTIL})
+    editor = codex_editor(scenario, cwd=root, plugin=plugin)
     s = Session(editor, root)
     if plugin:
-        editor.setup(cmd=[CODEX, "lsp"])
         editor.open(s.app)
     else:  # what a configuration without the plugin does (nvim-lspconfig, or vim.lsp.start_client by hand)
         editor.open(s.app)
@@ -133,13 +99,13 @@ def start_session(short_tmp, editor_factory, provider_factory, codex_factory, re
 
 
 @pytest.fixture
-def session(short_tmp, editor_factory, provider_factory, codex_factory, request) -> Session:
-    return start_session(short_tmp, editor_factory, provider_factory, codex_factory, request, plugin=True)
+def session(short_tmp, codex_editor, request) -> Session:
+    return start_session(short_tmp, codex_editor, request, plugin=True)
 
 
 @pytest.fixture
-def plain_session(short_tmp, editor_factory, provider_factory, codex_factory, request) -> Session:
-    return start_session(short_tmp, editor_factory, provider_factory, codex_factory, request, plugin=False)
+def plain_session(short_tmp, codex_editor, request) -> Session:
+    return start_session(short_tmp, codex_editor, request, plugin=False)
 
 
 def test_run_a_task_then_accept_one_hunk_with_its_code_action(session):
@@ -217,7 +183,7 @@ def test_apply_all_changes_every_buffer_and_saves_to_the_expected_files(session)
     assert s.util.read_text() == UTIL_AFTER
     assert s.changes.read_text() == CHANGES_MD
     assert s.notes.read_text() == NOTES_MD
-    assert s.tasks()[0]["changes"] == 0
+    assert ed.tasks()[0]["changes"] == 0
 
 
 def test_discard_clears_the_diagnostics_and_leaves_the_text(session):
@@ -280,7 +246,7 @@ def test_lines_inserted_while_the_task_runs_move_its_hunks(session):
     task_id = s.run()
     header = ["# one", "# two", "# three"]
     s.insert_lines(s.app, 0, header)  # the snapshot is already taken; the task still runs
-    assert s.tasks()[0]["state"] not in ("COMPLETED", "FAILED")
+    assert ed.tasks()[0]["state"] not in ("COMPLETED", "FAILED")
 
     diags = ed.wait_diagnostics(s.app, 3, timeout=60)
     assert [d["lnum"] for d in diags] == [LINE["A"] + 3, LINE["B"] + 3, LINE["C"] + 3]
@@ -312,7 +278,7 @@ def test_cancel_a_running_task(session):
     result = ed.wait_result("codexSys.cancelTask")
     assert result["arguments"] == {"taskId": task_id}
     assert not result.get("error"), result
-    s.wait_state(task_id, "CANCELLED", timeout=30)
+    ed.wait_state(task_id, "CANCELLED", timeout=30)
     ed.wait("local p = require('codex_sys').progress(); return p[#p].kind == 'end'", what="the end of the progress")
     last = ed.lua("local p = require('codex_sys').progress(); return p[#p].message")
     assert f"task {task_id} ended CANCELLED" in last
@@ -321,7 +287,7 @@ def test_cancel_a_running_task(session):
 
 
 def test_a_blank_instruction_is_refused_visibly(session):
-    s, ed = session, session.ed
+    ed = session.ed
     ed.lua("codex_test.answers = {'   '}")
     ed.cmd("CodexRun")
     result = ed.wait_result("codexSys.runTask")
@@ -329,14 +295,14 @@ def test_a_blank_instruction_is_refused_visibly(session):
     errors = [n["msg"] for n in ed.notifications() if n["level"] == 4]
     assert len(errors) == 1 and "instruction" in errors[0], errors  # shown and failed: said once
     assert errors[0] in ed.messages()
-    assert s.tasks() == []
+    assert ed.tasks() == []
 
 
 @pytest.mark.scenario(edit_scenario({"expect_in_prompt": ["The user selected app.py:20-21"]}))
 def test_a_range_run_focuses_the_agent_on_the_selection(session):
     s, ed = session, session.ed
     task_id = s.run("20,21CodexRun Make these bigger")
-    s.wait_state(task_id, "COMPLETED")
+    ed.wait_state(task_id, "COMPLETED")
     ed.wait_diagnostics(s.app, 3)
 
 

@@ -1,91 +1,52 @@
-"""The Neovim plugin in a real Neovim 0.7.2 against a language server that records what it is sent
-(tests/neovim/fake_lsp.py): clients per root, settings, the arguments each command sends, what the
-person sees."""
+"""The Neovim plugin in a real Neovim 0.7.2 against the real `codex-sys lsp` (its embedded runner, real
+bubblewrap sandboxes, a scripted provider): clients per root, settings, what each command sends and does,
+what the person sees. What reaches the agent is read where the agent's requests arrive, at the scripted
+provider (`editor.provider`); what the server did, from its answers and `codexSys.listTasks`."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nvim_harness import FAKE_LSP, Editor
+from nvim_harness import CODEX, call, lines, project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-SETTINGS = {"runner": {"address": "unix:/tmp/nowhere.sock", "token": ""}, "model": "m-1",
-            "snapshot": {"exclude": ["*.log"], "maxFiles": 1000, "maxBytes": 1048576}}
+QUICK: dict[str, Any] = {"name": "quick", "final": "Nothing to change."}  # completes at once, no changes
+SLOW: dict[str, Any] = {"name": "slow", "steps": [{"delay_s": 30, "content": "Thinking."}]}  # stays RUNNING
 
 
-def project(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
+def one_edit(path: str, old: str, new: str) -> dict[str, Any]:
+    return {"name": "one-edit", "final": "Done.", "steps": [
+        {"tool_calls": [call("edit_file_content", file_path=path, old_string=old, new_string=new)]}]}
 
 
 def uri(path: Path) -> str:
     return path.resolve().as_uri()
 
 
-class Fake:
-    """An editor set up with the fake server; `log()` reads what the server(s) received."""
-
-    def __init__(self, editor: Editor, folder: Path, **options: Any) -> None:
-        self.editor = editor
-        self.log_path = folder / "fake-lsp.jsonl"
-        editor.setup(cmd=[sys.executable, str(FAKE_LSP)], cmd_env={"FAKE_LSP_LOG": str(self.log_path)},
-                     **options)
-
-    def log(self) -> list[dict[str, Any]]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
-
-    def commands(self, name: str) -> list[dict[str, Any]]:
-        return [m["params"] for m in self.log()
-                if m.get("method") == "workspace/executeCommand" and m["params"]["command"] == name]
-
-    def wait_messages(self, method: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
-        """The params of the first `count` messages of `method` the server received."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = [m["params"] for m in self.log() if m.get("method") == method]
-            if len(found) >= count:
-                return found[:count]
-            time.sleep(0.05)
-        raise AssertionError(f"the server never got {method} #{count}\n" + self.editor.report())
-
-    def wait_command(self, name: str, count: int = 1, timeout: float = 20) -> dict[str, Any]:
-        """The `count`-th `name` command the server received."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = self.commands(name)
-            if len(found) >= count:
-                return found[count - 1]
-            time.sleep(0.05)
-        raise AssertionError(f"the server never got {name} #{count}\n" + self.editor.report())
+def blob_id(text: str) -> str:
+    """git's object id of a file holding `text`."""
+    data = text.encode()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-@pytest.fixture
-def fake(editor_factory, short_tmp):
-    def make(cwd: Path | None = None, **options: Any) -> Fake:
-        editor = editor_factory(cwd=cwd)
-        return Fake(editor, editor.folder, **options)
-    return make
+def notes(ed: Any, level: int | None = None) -> list[str]:
+    return [n["msg"] for n in ed.notifications() if level is None or n["level"] == level]
 
 
-def test_one_client_per_root_with_settings_and_capabilities(fake, short_tmp):
-    a = project(short_tmp / "a", {"x.py": "x = 1\n", "sub/y.py": "y = 2\n"})
+def test_one_client_per_root_with_settings_and_capabilities(codex_editor, short_tmp):
+    a = project(short_tmp / "a", {"x.py": "x = 1\n", "sub/y.py": "y = 2\n", "debug.log": "log\n"})
     b = project(short_tmp / "b", {"z.py": "z = 3\n"})
     (short_tmp / "loose.txt").write_text("loose\n")
-    f = fake(cwd=short_tmp, settings=SETTINGS)
-    ed = f.editor
+    settings = {"runner": {"address": "", "token": ""}, "model": "m-1",
+                "snapshot": {"exclude": ["*.log"], "maxFiles": 1000, "maxBytes": 1048576}}
+    scenario = {"name": "double-y", "final": "Doubled y.", "steps": [
+        {"tool_calls": [call("run_shell_command", command_string="ls -a")]},
+        {"tool_calls": [call("edit_file_content", file_path="sub/y.py", old_string="y = 22", new_string="y = 222")]}]}
+    ed = codex_editor(scenario, cwd=short_tmp, settings=settings)
 
     for path in (a / "x.py", a / "sub" / "y.py", b / "z.py", short_tmp / "loose.txt"):
         ed.open(path)
@@ -99,247 +60,306 @@ def test_one_client_per_root_with_settings_and_capabilities(fake, short_tmp):
         return vim.tbl_count(out) == 3 and out or nil""", what="three initialized clients")
     assert roots == {str(a): 2, str(b): 1, str(short_tmp): 1}
 
-    inits = [m for m in f.log() if m.get("method") == "initialize"]
-    assert len(inits) == 3
-    by_root = {m["params"]["rootUri"]: m for m in inits}
-    init_a = by_root[uri(a)]["params"]
-    assert init_a["workspaceFolders"] == [{"uri": uri(a), "name": "a"}]
-    assert init_a["initializationOptions"] == SETTINGS
-    assert init_a["capabilities"]["workspace"]["configuration"] is True
-    assert init_a["capabilities"]["workspace"]["applyEdit"] is True
-    assert init_a["capabilities"]["window"]["workDoneProgress"] is True
-    f.wait_messages("textDocument/didOpen", 4)
-    opened: dict[int, set[str]] = {}
-    for m in f.log():
-        if m.get("method") == "textDocument/didOpen":
-            opened.setdefault(m["pid"], set()).add(m["params"]["textDocument"]["uri"])
-    assert opened[by_root[uri(a)]["pid"]] == {uri(a / "x.py"), uri(a / "sub" / "y.py")}
-    assert opened[by_root[uri(b)]["pid"]] == {uri(b / "z.py")}
+    # An unsaved change of a/sub/y.py reached a's server (its snapshot has it), whose workspace folder is a.
+    ed.open(a / "sub" / "y.py")
+    ed.cmd("call setline(1, 'y = 22')")
+    task_id = ed.run_task("1CodexRun Double y")
+    assert ed.results("codexSys.runTask")[0]["result"]["folder"] == uri(a)
+    ed.wait_diagnostics(a / "sub" / "y.py", 1)
+    assert "The user selected sub/y.py:1-1 " in ed.provider.prompt("Double y")
+    # The settings reached it: the model asked for, and the snapshot without the excluded file.
+    assert ed.provider.models("Double y") == {"m-1"}
+    assert ed.provider.tool_results("Double y")[0] == "exit code: 0\nstdout:\n.\n..\nsub\nx.py"  # ls -a
+    # The capabilities: progress as work-done progress, the change through workspace/applyEdit.
+    begins = [p["message"] for p in ed.lua("return require('codex_sys').progress()") if p["kind"] == "begin"]
+    assert begins == ["Double y: snapshot of a"]
+    ed.cmd("CodexApply")
+    assert len(ed.wait_result("codexSys.applyTask")["result"]["applied"]) == 1
+    assert ed.lines(a / "sub" / "y.py") == ["y = 222"]
+
+    # Each root has a server of its own: b's knows nothing of a's task.
+    assert [t["taskId"] for t in ed.tasks()] == [task_id]
+    ed.open(b / "z.py")
+    assert ed.tasks() == []
 
     # Opening another file of a root reuses its client.
     (a / "w.py").write_text("w = 4\n")
     ed.open(a / "w.py")
-    f.wait_messages("textDocument/didOpen", 5)
-    assert len([m for m in f.log() if m.get("method") == "initialize"]) == 3
-    assert ed.lua("return #vim.lsp.buf_get_clients(0)") == 1
+    assert ed.lua("return vim.tbl_count(require('codex_sys').clients())") == 3
+    assert ed.lua("return vim.tbl_map(function(c) return c.id end, vim.lsp.buf_get_clients(0))") == [
+        ed.lua("return require('codex_sys').clients()[...].id", str(a))]
+    assert ed.tasks()[0]["taskId"] == task_id
 
 
-def test_settings_answer_workspace_configuration_and_follow_setup(fake, short_tmp):
-    a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a, settings=SETTINGS)
-    ed = f.editor
+def test_settings_answer_workspace_configuration_and_follow_setup(codex_editor, short_tmp):
+    a = project(short_tmp / "a", {"x.py": "x = 1\n", "y.py": "y = 2\n"})
+    ed = codex_editor(QUICK, cwd=a, settings={"model": "m-1"})
     ed.open(a / "x.py")
 
-    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
-    assert got["result"]["response"] == [SETTINGS]
+    ed.wait_state(ed.run_task("CodexRun one"), "COMPLETED")
+    assert ed.provider.models("one") == {"m-1"}
 
-    ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
-                                               "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)},
-                                               "settings": {"model": "m-2"}})
-    assert f.wait_messages("workspace/didChangeConfiguration") == [{"settings": {"codexSys": {"model": "m-2"}}}]
-    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
-    assert got["result"]["response"] == [{"model": "m-2"}]
+    ed.setup(settings={"model": "m-2"})
+    ed.wait_state(ed.run_task("CodexRun two", 2), "COMPLETED")
+    assert ed.provider.models("two") == {"m-2"}
+
+    ed.setup(settings={"model": "m-2", "snapshot": {"maxFiles": 1}})
+    ed.cmd("CodexRun three")
+    refused = ed.wait_result("codexSys.runTask", 3)
+    assert refused["error"], refused
+    errors = notes(ed, 4)
+    assert len(errors) == 1 and "more than 1 files (the limit)" in errors[0], errors
+    assert ed.provider.conversation("three") == []
+
+    # An invalid setting is named, and its default used.
+    ed.setup(settings={"model": "m-3", "snapshot": {"maxFiles": 0}})
+    ed.wait_state(ed.run_task("CodexRun four", 4), "COMPLETED")
+    assert ed.provider.models("four") == {"m-3"}
+    assert notes(ed, 3) == ["Codex: codexSys.snapshot.maxFiles must be a positive whole number, not 0; "
+                            "the default is used."]
+    assert [t["instruction"] for t in ed.tasks()] == ["four", "two", "one"]
 
 
-def test_run_sends_the_folder_or_the_selection(fake, short_tmp):
+def test_run_sends_the_folder_or_the_selection(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "one = 1\nañb = 2\nhéllo wörld\nlast\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(QUICK, cwd=a)
     ed.open(a / "x.py")
 
-    ed.cmd("CodexRun Tidy everything up")
-    args = f.wait_command("codexSys.runTask")["arguments"][0]
-    assert args == {"instruction": "Tidy everything up", "folder": uri(a)}
+    first = ed.run_task("CodexRun Tidy everything up")
+    assert ed.results("codexSys.runTask")[0]["arguments"] == {"instruction": "Tidy everything up", "folder": uri(a)}
 
-    ed.cmd("2,3CodexRun Explain these lines")
-    args = f.wait_command("codexSys.runTask", 2)["arguments"][0]
-    assert args == {"instruction": "Explain these lines", "uris": [uri(a / "x.py")],
-                    "range": {"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 11}}}
+    second = ed.run_task("2,3CodexRun Explain these lines", 2)
+    assert ed.results("codexSys.runTask")[1]["arguments"] == {
+        "instruction": "Explain these lines", "uris": [uri(a / "x.py")],
+        "range": {"start": {"line": 1, "character": 0}, "end": {"line": 2, "character": 11}}}
 
     # A charwise selection from the "b" of "añb" (screen column 3) to the second "l" of "héllo".
     ed.cmd('execute "normal! 2G3|v3G4|\\<Esc>"')
-    ed.cmd("'<,'>CodexRun Rename it")
-    args = f.wait_command("codexSys.runTask", 3)["arguments"][0]
-    assert args == {"instruction": "Rename it", "uris": [uri(a / "x.py")],
-                    "range": {"start": {"line": 1, "character": 2}, "end": {"line": 2, "character": 4}}}
+    third = ed.run_task("'<,'>CodexRun Rename it", 3)
+    assert ed.results("codexSys.runTask")[2]["arguments"] == {
+        "instruction": "Rename it", "uris": [uri(a / "x.py")],
+        "range": {"start": {"line": 1, "character": 2}, "end": {"line": 2, "character": 4}}}
 
-    ed.wait_result("codexSys.runTask", 3)
-    notes = [n["msg"] for n in ed.notifications()]
-    assert notes[:3] == ["codex-sys: task fake-1 started", "codex-sys: task fake-2 started",
-                         "codex-sys: task fake-3 started"]
+    assert {r["result"]["folder"] for r in ed.results("codexSys.runTask")} == {uri(a)}
+    for task_id in (first, second, third):
+        ed.wait_state(task_id, "COMPLETED")
+    assert "The user selected" not in ed.provider.prompt("Tidy everything up")
+    for instruction in ("Explain these lines", "Rename it"):
+        prompt = ed.provider.prompt(instruction)
+        assert "The user pointed at these files: x.py." in prompt
+        assert "The user selected x.py:2-3 " in prompt
+    assert notes(ed)[:3] == [f"codex-sys: task {first} started", f"codex-sys: task {second} started",
+                             f"codex-sys: task {third} started"]
 
 
-def test_run_prompts_and_a_blank_instruction_shows_the_servers_error(fake, short_tmp):
+def test_run_prompts_and_a_blank_instruction_shows_the_servers_error(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(QUICK, cwd=a)
     ed.open(a / "x.py")
 
     ed.lua("codex_test.answers = {false, '   ', 'Add a test'}")
     ed.cmd("CodexRun")  # cancelled: nothing is sent
     ed.cmd("CodexRun")
-    ed.wait_result("codexSys.runTask")
-    ed.cmd("CodexRun")
-    f.wait_command("codexSys.runTask", 2)
-    assert [c["arguments"][0]["instruction"] for c in f.commands("codexSys.runTask")] == ["   ", "Add a test"]
+    assert ed.wait_result("codexSys.runTask")["error"]
+    task_id = ed.run_task("CodexRun", 2)
+    assert [r["arguments"]["instruction"] for r in ed.results("codexSys.runTask")] == ["   ", "Add a test"]
     assert ed.lua("return codex_test.inputs") == ["Codex instruction: "] * 3
-    errors = [n["msg"] for n in ed.notifications() if n["level"] == 4]
-    assert errors == ["codex-sys: the instruction is blank"]
-    assert "codex-sys: the instruction is blank" in ed.messages()
+    message = "Codex: the instruction is empty: say what the agent should do"
+    assert notes(ed, 4) == [message]  # shown by the server and failed the request: said once
+    assert message in ed.messages()
+    ed.wait_state(task_id, "COMPLETED")
+    assert [t["instruction"] for t in ed.tasks()] == ["Add a test"]
+    assert len(ed.provider.conversation("Add a test")) == 1
 
 
-def test_commands_default_to_the_newest_task_and_complete_ids(fake, short_tmp):
+def test_commands_default_to_the_newest_task_and_complete_ids(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(SLOW, cwd=a)
     ed.open(a / "x.py")
-    ed.cmd("CodexRun first")
-    ed.cmd("CodexRun second")
-    ed.wait_result("codexSys.runTask", 2)
+    first = ed.run_task("CodexRun first")
+    second = ed.run_task("CodexRun second", 2)
+    assert first != second
 
     ed.cmd("CodexCancel")
-    assert f.wait_command("codexSys.cancelTask")["arguments"] == [{"taskId": "fake-2"}]
-    ed.cmd("CodexDiscard fake-1")
-    assert f.wait_command("codexSys.discardTask")["arguments"] == [{"taskId": "fake-1"}]
+    cancelled = ed.wait_result("codexSys.cancelTask")
+    assert cancelled["arguments"] == {"taskId": second} and cancelled["result"]["taskId"] == second
+    ed.wait_state(second, "CANCELLED")
+    ed.cmd(f"CodexDiscard {first}")
+    assert ed.wait_result("codexSys.discardTask")["result"] == {"taskId": first, "discarded": True}
     ed.cmd("CodexApplyAll")
-    assert f.wait_command("codexSys.applyTask")["arguments"] == [{"taskId": "fake-2"}]
-    assert ed.lua("return vim.fn.getcompletion('CodexDiff fa', 'cmdline')") == ["fake-2", "fake-1"]
+    refused = ed.wait_result("codexSys.applyTask")
+    assert refused["arguments"] == {"taskId": second}
+    assert refused["error"]["message"].startswith(f"Codex: task {second} has no changes to apply: it ended CANCELLED")
+    assert ed.lua("return vim.fn.getcompletion('CodexDiff t', 'cmdline')") == [second, first]
+    assert ed.lua("return vim.fn.getcompletion(..., 'cmdline')", f"CodexDiff {first[:-1]}") == [first]
+
+    ed.cmd(f"CodexCancel {first}")
+    assert ed.wait_result("codexSys.cancelTask", 2)["result"]["taskId"] == first
+    ed.wait_state(first, "CANCELLED")
 
 
-def test_diff_opens_a_scratch_diff_buffer(fake, short_tmp):
+def test_diff_opens_a_scratch_diff_buffer(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(one_edit("x.py", "x = 1", "x = 2"), cwd=a)
     ed.open(a / "x.py")
-    ed.cmd("CodexRun first")
-    ed.wait_result("codexSys.runTask")
+    task_id = ed.run_task("CodexRun Bump x")
+    ed.wait_diagnostics(a / "x.py", 1)
 
     ed.cmd("CodexDiff")
-    f.wait_command("codexSys.showDiff")
     ed.wait("return vim.bo.filetype == 'diff'", what="the diff buffer")
     buf = ed.lua("""return {name = vim.api.nvim_buf_get_name(0), lines = vim.api.nvim_buf_get_lines(0, 0, -1, false),
                            modifiable = vim.bo.modifiable, buftype = vim.bo.buftype,
                            windows = #vim.api.nvim_list_wins()}""")
-    assert buf == {"name": "codex-sys://diff/fake-1", "lines": ["--- a/x", "+++ b/x", "@@ -1 +1 @@", "-old", "+new"],
+    before, after = blob_id("x = 1\n"), blob_id("x = 2\n")
+    assert buf == {"name": f"codex-sys://diff/{task_id}",
+                   "lines": ["diff --git a/x.py b/x.py", f"index {before}..{after} 100644",
+                             "--- a/x.py", "+++ b/x.py", "@@ -1 +1 @@", "-x = 1", "+x = 2"],
                    "modifiable": False, "buftype": "nofile", "windows": 2}
+    patch = Path(ed.lua("return vim.uri_to_fname(vim.b.codex_sys_patch)"))
+    assert lines(patch.read_text()) == buf["lines"]
 
 
-def test_tasks_lists_and_acts_on_the_chosen_task(fake, short_tmp):
+def test_tasks_lists_and_acts_on_the_chosen_task(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(SLOW, cwd=a)
     ed.open(a / "x.py")
-    ed.cmd("CodexRun first task")
-    ed.cmd("CodexRun second task")
-    ed.wait_result("codexSys.runTask", 2)
+    first = ed.run_task("CodexRun first task")
+    second = ed.run_task("CodexRun second task", 2)
+    ed.wait_state(first, "RUNNING")
+    ed.wait_state(second, "RUNNING")
 
-    ed.lua("codex_test.choose = {'^fake%-1 ', '^Cancel'}")
+    ed.lua("codex_test.choose = ...", [f"^{first} ", "^Cancel"])
     ed.cmd("CodexTasks")
-    assert f.wait_command("codexSys.cancelTask")["arguments"] == [{"taskId": "fake-1"}]
-    selects = ed.lua("return codex_test.menus()")
-    assert selects[0]["prompt"] == "Codex tasks:"
-    assert selects[0]["items"] == ["fake-2  QUEUED     second task", "fake-1  QUEUED     first task"]
-    assert selects[1]["items"] == ["Show diff", "Cancel task"]
+    cancelled = ed.wait_result("codexSys.cancelTask")
+    assert cancelled["arguments"] == {"taskId": first}
+    ed.wait_state(first, "CANCELLED")
+    menus = ed.lua("return codex_test.menus()")
+    assert menus[0]["prompt"] == "Codex tasks:"
+    assert menus[0]["items"] == [f"{second}  RUNNING    second task", f"{first}  RUNNING    first task"]
+    assert menus[1]["prompt"] == f"Task {first}:"
+    assert menus[1]["items"] == ["Show diff", "Cancel task"]
+    assert ed.tasks()[0]["taskId"] == second and ed.tasks()[0]["state"] == "RUNNING"
+
+    ed.cmd("CodexCancel")
+    ed.wait_state(second, "CANCELLED")
 
 
-def test_progress_is_echoed_and_can_be_turned_off(fake, short_tmp):
+def test_progress_is_echoed_and_can_be_turned_off(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(QUICK, cwd=a)
     ed.open(a / "x.py")
-    values = [{"kind": "begin", "title": "Codex fake-1", "message": "QUEUED", "cancellable": True},
-              {"kind": "report", "message": "RUNNING: run_shell_command ls"},
-              {"kind": "end", "message": "COMPLETED: 2 files changed"}]
-    ed.exec_sync("fake.progress", {"token": "t-1", "values": values})
-    ed.wait("return #require('codex_sys').progress() == 3")
-    assert [(p["kind"], p["title"], p["message"]) for p in ed.lua("return require('codex_sys').progress()")] == [
-        ("begin", "Codex fake-1", "QUEUED"), ("report", "Codex fake-1", "RUNNING: run_shell_command ls"),
-        ("end", "Codex fake-1", "COMPLETED: 2 files changed")]
+    progress = "return require('codex_sys').progress()"
+    ended = "local p = require('codex_sys').progress(); return #p > select(1, ...) and p[#p].kind == 'end'"
+
+    loud = ed.run_task("CodexRun Loud task")
+    ed.wait(ended, 0, what="the end of the progress")
+    seen = ed.lua(progress)
+    assert len({p["token"] for p in seen}) == 1 and {p["title"] for p in seen} == {"Codex"}
+    assert [p["kind"] for p in seen if p["kind"] != "report"] == ["begin", "end"]
+    messages = [p["message"] for p in seen]
+    assert messages[0] == "Loud task: snapshot of a" and "running" in messages
+    assert messages[-1] == f"Codex: task {loud} completed with no changes."
     # Headless, the echo lands on the editor's output.
     out = ed.output.read_text(errors="replace")
-    assert "Codex fake-1: RUNNING: run_shell_command ls" in out
-    assert "Codex fake-1: COMPLETED: 2 files changed" in out
+    assert "Codex: Loud task: snapshot of a" in out
+    assert "Codex: running" in out
 
-    ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
-                                               "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)}, "progress": False})
-    ed.exec_sync("fake.progress", {"token": "t-2", "values": [
-        {"kind": "begin", "title": "Codex fake-2", "message": "quiet please"}, {"kind": "end"}]})
-    ed.wait("return #require('codex_sys').progress() == 5")
-    assert "quiet please" not in ed.output.read_text(errors="replace")
+    ed.setup(progress=False)
+    ed.run_task("CodexRun Quiet task", 2)
+    ed.wait(ended, len(seen), what="the end of the second progress")
+    assert ed.lua(progress)[len(seen)]["message"] == "Quiet task: snapshot of a"  # recorded, not echoed
+    out = ed.output.read_text(errors="replace")
+    assert "Quiet task" not in out
+    assert out.count("Codex: running") == 1
 
 
-def test_default_and_empty_settings_are_sent_as_objects(fake, short_tmp):
-    # Neovim encodes an empty Lua table as a JSON array: the plugin must send objects.
+def test_default_and_empty_settings_are_taken_as_no_settings(codex_editor, short_tmp):
+    # Neovim encodes an empty Lua table as a JSON array; the server names a setting of the wrong type
+    # (test_settings_answer_workspace_configuration_and_follow_setup) and here has nothing to say. The
+    # JSON as sent (objects): test_nvim_workspace_edit.py.
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a, settings={"runner": {}, "snapshot": {"exclude": []}})
-    ed = f.editor
+    ed = codex_editor(QUICK, cwd=a, settings={"runner": {}, "snapshot": {"exclude": []}})
     ed.open(a / "x.py")
-    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
-    assert got["result"]["response"] == [{"runner": {}, "snapshot": {"exclude": []}}]
-    init = next(m for m in f.log() if m.get("method") == "initialize")
-    assert init["params"]["initializationOptions"] == {"runner": {}, "snapshot": {"exclude": []}}
+    ed.wait_state(ed.run_task("CodexRun with empty settings"), "COMPLETED")
 
-    ed.lua("require('codex_sys').setup(...)", {"cmd": [sys.executable, str(FAKE_LSP)],
-                                               "cmd_env": {"FAKE_LSP_LOG": str(f.log_path)}})
-    assert f.wait_messages("workspace/didChangeConfiguration") == [{"settings": {"codexSys": {}}}]
-    got = ed.exec_sync("fake.configuration", {"section": "codexSys"})
-    assert got["result"]["response"] == [{}]
+    ed.setup(settings={})
+    ed.wait_state(ed.run_task("CodexRun with no settings", 2), "COMPLETED")
+    assert {n["level"] for n in ed.notifications()} == {2}, ed.notifications()  # INFO only
+    # Nothing overrides the runner's defaults: its model, CODEX_SYS_MODEL.
+    assert ed.provider.models("with empty settings") == ed.provider.models("with no settings") == {"scripted-nvim"}
 
 
-def test_files_are_created_and_renamed_into_new_folders(fake, short_tmp):
+def test_files_are_created_and_renamed_into_new_folders(codex_editor, short_tmp):
     # Neovim 0.7.2 alone fails such an edit (test_nvim_workspace_edit.py); the plugin makes the folders.
     a = project(short_tmp / "a", {"x.py": "x = 1\n", "old.txt": "old\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    scenario = {"name": "files", "final": "Done.", "steps": [
+        {"tool_calls": [call("write_file_content", file_path="docs/deep/new.md", content="# New\n")]},
+        {"tool_calls": [call("run_shell_command", command_string="mkdir archive && mv old.txt archive/old.txt")]}]}
+    ed = codex_editor(scenario, cwd=a)
     ed.open(a / "x.py")
-    new, moved = (a / "docs" / "deep" / "new.md").as_uri(), (a / "archive" / "old.txt").as_uri()
-    got = ed.exec_sync("fake.applyEdit", {"edit": {"documentChanges": [
-        {"kind": "create", "uri": new},
-        {"textDocument": {"uri": new, "version": None},
-         "edits": [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}},
-                    "newText": "# New\n"}]},
-        {"kind": "rename", "oldUri": uri(a / "old.txt"), "newUri": moved}]}})
-    assert got["result"]["response"] == {"applied": True}
+    task_id = ed.run_task("CodexRun Move things")
+    assert ed.wait_state(task_id, "COMPLETED")["changes"] == 2
+
+    ed.cmd("CodexApplyAll")
+    result = ed.wait_result("codexSys.applyTask")
+    assert len(result["result"]["applied"]) == 2 and result["result"]["skipped"] == [], result
     assert ed.lines(a / "docs" / "deep" / "new.md") == ["# New"]
     assert (a / "archive" / "old.txt").read_text() == "old\n"
     assert not (a / "old.txt").exists()
+    assert f"codex-sys: applied 2 changes of task {task_id}" in notes(ed)
 
 
-def test_a_server_that_cannot_start_is_reported_and_checkhealth_says_why(fake, editor_factory, short_tmp):
+def test_a_server_that_cannot_start_is_reported_and_checkhealth_says_why(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    ed = editor_factory(cwd=a)
-    ed.setup(cmd=[str(short_tmp / "no-such-codex-sys"), "lsp"])
+    missing = short_tmp / "no-such-codex-sys"
+    ed = codex_editor(QUICK, cwd=a, cmd=[str(missing), "lsp"])
     ed.open(a / "x.py")
-    errors = [n["msg"] for n in ed.notifications() if n["level"] == 4]
-    assert errors == [f"codex-sys: could not start {short_tmp / 'no-such-codex-sys'} lsp"]
+    assert notes(ed, 4) == [f"codex-sys: could not start {missing} lsp"]
     ed.cmd("checkhealth codex_sys")
     report = "\n".join(ed.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)"))
-    assert f"ERROR: {short_tmp / 'no-such-codex-sys'} is not executable" in report
+    assert f"ERROR: {missing} is not executable" in report
+
+    # With the real server, the report says where it is and that its client is up.
+    ed.cmd("tabclose")
+    ed.setup()
+    client_id = ed.wait("local c = require('codex_sys').client(0); return c.initialized and c.id",
+                        what="the client")
+    ed.cmd("checkhealth codex_sys")
+    report = "\n".join(ed.lua("return vim.api.nvim_buf_get_lines(0, 0, -1, false)"))
+    assert f"OK: {CODEX}: {CODEX}" in report
+    assert f"client {client_id} for {a} (ready)" in report
 
 
-def test_commands_given_while_the_server_starts_are_sent_in_order(fake, short_tmp):
+def test_commands_given_while_the_server_starts_are_sent_in_order(codex_editor, short_tmp):
     a = project(short_tmp / "a", {"x.py": "x = 1\n"})
-    f = fake(cwd=a)
-    ed = f.editor
+    ed = codex_editor(QUICK, cwd=a)
     # One Lua call: the client cannot be initialized before the last command is given.
     ed.lua(f"vim.cmd('edit {a / 'x.py'}'); assert(not require('codex_sys').client(0).initialized); "
-           "for i = 1, 5 do vim.cmd('CodexRun task ' .. i) end; vim.cmd('CodexCancel fake-1')")
-    f.wait_command("codexSys.cancelTask")
-    sent = [m["params"]["command"] + " " + str(m["params"]["arguments"][0].get("instruction", ""))
-            for m in f.log() if m.get("method") == "workspace/executeCommand"]
-    assert sent == [f"codexSys.runTask task {i}" for i in range(1, 6)] + ["codexSys.cancelTask "]
+           "for i = 1, 5 do vim.cmd('CodexRun task ' .. i) end")
+    ed.wait_result("codexSys.runTask", 5)
+    assert [r.get("error") for r in ed.results("codexSys.runTask")] == [None] * 5
+    # The server begins each task's progress as it takes the command: in the order they were given.
+    begins = [p["message"] for p in ed.lua("return require('codex_sys').progress()") if p["kind"] == "begin"]
+    assert begins == [f"task {i}: snapshot of a" for i in range(1, 6)]
+    assert sorted(t["instruction"] for t in ed.tasks()) == [f"task {i}" for i in range(1, 6)]
+    started = {r["result"]["taskId"] for r in ed.results("codexSys.runTask")}
+    assert len(started) == 5
+    assert sorted(n for n in notes(ed) if n.endswith(" started")) == sorted(
+        f"codex-sys: task {task_id} started" for task_id in started)
 
 
-def test_a_file_outside_any_project_gets_a_client_only_when_asked(fake, short_tmp):
+def test_a_file_outside_any_project_gets_a_client_only_when_asked(codex_editor, short_tmp):
     work = short_tmp / "work"
     work.mkdir()
     loose = short_tmp / "loose"
     loose.mkdir()
     (loose / "n.txt").write_text("n\n")
-    f = fake(cwd=work)
-    ed = f.editor
+    ed = codex_editor(one_edit("n.txt", "n", "m"), cwd=work)
     ed.open(loose / "n.txt")
     assert ed.lua("return vim.tbl_count(require('codex_sys').clients())") == 0, ed.report()
-    ed.cmd("CodexRun Tidy up")
-    assert f.wait_command("codexSys.runTask")["arguments"] == [{"instruction": "Tidy up", "folder": uri(loose)}]
+    task_id = ed.run_task("CodexRun Tidy up")
+    assert ed.results("codexSys.runTask")[0]["arguments"] == {"instruction": "Tidy up", "folder": uri(loose)}
+    assert ed.results("codexSys.runTask")[0]["result"] == {"taskId": task_id, "folder": uri(loose)}
     assert ed.lua("return vim.tbl_keys(require('codex_sys').clients())") == [str(loose)]
+    [mark] = ed.wait_diagnostics(loose / "n.txt", 1)
+    assert mark["code"] == task_id

@@ -2,17 +2,22 @@
 language server relies on (docs/lsp.md "Edits"): `documentChanges` with create/rename/delete operations
 and unversioned TextDocumentEdits, although it advertises only `resourceOperations`, not
 `documentChanges`. Each test sends one `workspace/applyEdit` from a recording server (fake_lsp.py) and
-pins down the answer, the buffers and the files."""
+pins down the answer, the buffers and the files: no real server can be made to send such edits.
+
+The last test reads, from the same recording server, the one thing about the plugin that no behaviour of
+the real server shows (test_nvim_plugin.py checks everything else against the real server): the settings
+messages exactly as sent."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nvim_harness import FAKE_LSP, Editor
+from nvim_harness import FAKE_LSP, Editor, project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -199,3 +204,33 @@ def test_a_failing_operation_leaves_the_earlier_ones_applied(ws):
     assert got["applied"] is False
     assert "Cannot delete not existing file or folder" in got["failureReason"]
     assert ws.buffers()["open.txt"]["lines"] == ["A", "b", "c"]
+
+
+def test_the_plugin_advertises_configuration_and_sends_empty_settings_as_objects(editor_factory, short_tmp):
+    """Seen only on the wire: the real server takes a setting from initializationOptions,
+    didChangeConfiguration or the answer to workspace/configuration alike (the plugin sends the same
+    values in each, so whether it advertises and answers workspace/configuration changes nothing there), and
+    it accepts `[]` where an object is due, which is how Neovim's JSON encoder writes an empty Lua table.
+    Other servers need objects."""
+    root = project(short_tmp / "s", {"x.py": "x = 1\n"})
+    editor = editor_factory(cwd=root)
+    log = editor.folder / "fake-lsp.jsonl"
+    editor.setup_base = {"cmd": [sys.executable, str(FAKE_LSP)], "cmd_env": {"FAKE_LSP_LOG": str(log)}}
+
+    def received(method: str) -> list[dict[str, Any]]:
+        return [m["params"] for m in map(json.loads, log.read_text().splitlines()) if m.get("method") == method]
+
+    settings = {"runner": {}, "snapshot": {"exclude": []}}
+    editor.setup(settings=settings)
+    editor.open(root / "x.py")
+    got = editor.exec_sync("fake.configuration", {"section": "codexSys"})
+    assert got["result"]["response"] == [settings]
+    [init] = received("initialize")
+    assert init["initializationOptions"] == settings
+    assert init["capabilities"]["workspace"]["configuration"] is True
+    assert init["capabilities"]["workspace"]["didChangeConfiguration"] == {"dynamicRegistration": False}
+
+    editor.setup(settings={})
+    got = editor.exec_sync("fake.configuration", {"section": "codexSys"})  # after the notification, in order
+    assert got["result"]["response"] == [{}]
+    assert received("workspace/didChangeConfiguration") == [{"settings": {"codexSys": {}}}]
