@@ -23,7 +23,6 @@ from lsp_server.arguments import run_args, task_args
 from lsp_server.changes import ChangeKind
 from lsp_server.runner_link import user_message
 from lsp_server.server import CodexServer
-from lsp_server.settings import Settings, layer
 from lsp_server.tasks import TrackedTask
 from runner.domain import models as m
 from runner.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -49,7 +48,7 @@ def _user_errors(server: CodexServer, fn: Command) -> Command:
         try:
             return await fn(ls, *args)
         except Exception as exc:
-            settings = layer(layer(Settings.from_env(), ls.init_options), ls.changed_settings)
+            settings, _ = ls.base_settings()
             message = user_message(exc, settings)
             if not isinstance(exc, InvalidArgument | NotFound | FailedPrecondition):
                 log.exception("command failed", extra={"command": fn.__name__})
@@ -61,6 +60,7 @@ def _user_errors(server: CodexServer, fn: Command) -> Command:
 
 async def _task(ls: CodexServer, task_id: str | None, folder: str | None = None) -> TrackedTask:
     if task_id is None:
+        await ls.runs.settled()  # "the newest task" includes one whose runTask is still on its way
         newest = next(iter(ls.book), None)
         if newest is None:
             raise InvalidArgument("no task yet: run one first (codexSys.runTask), or pass taskId")
@@ -151,6 +151,7 @@ def make_server(version: str) -> CodexServer:
 
     @command(tr.LIST)
     async def list_tasks(ls: CodexServer, *args: Any) -> dict[str, Any]:
+        await ls.runs.settled()
         infos = []
         for task in ls.book:
             applicable = None

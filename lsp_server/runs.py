@@ -52,9 +52,29 @@ class TaskRuns:
         self.link = link
         self._snapshots = snapshots
         self.book = book
+        self._starting: set[asyncio.Future[None]] = set()
+        self._folder_locks: dict[str, asyncio.Lock] = {}
+
+    async def settled(self) -> None:
+        """Wait until every `start` in flight has created its task (or failed)."""
+        if self._starting:
+            await asyncio.wait(list(self._starting))
 
     async def start(self, instruction: str, folder: Folder, focus_paths: Sequence[str] = (),
                     focus_range: str = "") -> TrackedTask:
+        """Create a task on the runner and follow it. Starts on one folder are taken one after the other,
+        so tasks are created in the order they were asked for (and "the newest" is the last one asked)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._starting.add(done)
+        try:
+            async with self._folder_locks.setdefault(str(folder.path), asyncio.Lock()):
+                return await self._start(instruction, folder, focus_paths, focus_range)
+        finally:
+            self._starting.discard(done)
+            done.set_result(None)
+
+    async def _start(self, instruction: str, folder: Folder, focus_paths: Sequence[str],
+                     focus_range: str) -> TrackedTask:
         settings = await self._host.settings_for(folder)
         cancel: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         progress = self._host.new_progress(cancel)

@@ -87,9 +87,16 @@ class CodexServer(LanguageServer):
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception(), extra={"task": task.get_name()})
 
+    def base_settings(self) -> tuple[Settings, list[str]]:
+        """The settings before `workspace/configuration`: the environment, then the client's latest
+        `didChangeConfiguration` settings if it sent any (they are the whole settings: a value removed
+        there goes back to its default), else its `initializationOptions`; and what was wrong in them."""
+        client = self.changed_settings if self.changed_settings is not None else self.init_options
+        settings = layer(Settings.from_env(), client)
+        return settings, list(settings.problems)
+
     async def settings_for(self, folder: Folder | None) -> Settings:
-        settings = layer(layer(Settings.from_env(), self.init_options), self.changed_settings)
-        problems = list(settings.problems)
+        settings, problems = self.base_settings()
         caps = self.client_capabilities.workspace if self.client_capabilities else None
         if caps is not None and caps.configuration:
             try:

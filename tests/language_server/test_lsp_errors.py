@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from e2e.conftest import CODEX, codex_env
+from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 
 from runner.client.connection import is_serving
@@ -120,3 +121,30 @@ async def test_a_shared_runner_over_tcp_with_a_token(lsp_factory: Any, provider_
     finally:
         runner.terminate()
         await asyncio.to_thread(runner.wait, 30)
+
+
+async def test_settings_from_initialization_options_are_checked_and_replaced_by_later_ones(
+        lsp_factory: Any, provider_factory: Any, short_tmp: Path) -> None:
+    # Neovim 0.7 does not advertise workspace/configuration: initializationOptions and
+    # didChangeConfiguration are all the server gets.
+    provider = await provider_factory(HELLO)
+    root = write_tree(short_tmp / "p", {"a.txt": "a\n"})
+    editor = await lsp_factory("neovim", None, [root], provider=provider,
+                               init_options={"model": "model-one", "snapshot": {"maxFiles": 0}})
+
+    async def model_of_next_task() -> str:
+        before = len(provider.server.chat_requests)
+        tasks = len(editor.progress_of())
+        await editor.command("codexSys.runTask", {"instruction": "write hello"})
+        await editor.wait_for(lambda: len(editor.progress_ended()) == tasks + 1, "the task to end")
+        return str(provider.server.chat_requests[before].body["model"])
+
+    assert await model_of_next_task() == "model-one"
+    warnings = [m.message for m in editor.client.messages if m.type.value == 2]
+    assert any("codexSys.snapshot.maxFiles must be a positive whole number" in w for w in warnings), warnings
+
+    editor.client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(
+        settings={"codexSys": {"model": "model-two"}}))
+    assert await model_of_next_task() == "model-two"
+    editor.client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"codexSys": {}}))
+    assert await model_of_next_task() == "scripted-e2e"  # removed: the runner's default (CODEX_SYS_MODEL)
