@@ -1,8 +1,9 @@
 """The server's settings: typed, layered, and forgiving.
 
 Layers, later wins: the defaults, `CODEX_SYS_RUNNER`/`CODEX_SYS_TOKEN` from the environment, the client's
-`initializationOptions`, `workspace/didChangeConfiguration`'s `settings.codexSys`, and
-`workspace/configuration` for the task's folder (where the client supports it). All use the shape of
+settings (its latest `workspace/didChangeConfiguration` `settings.codexSys`, which replace its
+`initializationOptions`), and `workspace/configuration` for the task's folder (where the client supports
+it); see `CodexServer.base_settings`. All use the shape of
 docs/lsp.md. A value that is absent, null or an empty string does not override (VS Code reports its
 defaults, empty strings, for settings nobody set). A value of the wrong type is a problem reported to the
 user by name, and the value below it is kept.
