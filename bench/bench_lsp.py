@@ -33,6 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from lsprotocol import types as lsp
 from pygls.protocol import default_converter
 from pygls.workspace import Workspace
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import make_test_lsp_client
 
 from lsp_server.changes import parse_changes
 from lsp_server.documents import read_file_texts
@@ -175,28 +179,60 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
-    provider = ScriptedLLMServer(default=Scenario.from_dict({"name": "one-edit", "steps": [{"content": "Editing.",
-        "tool_calls": [{"name": "edit_file_content", "arguments": {
-            "file_path": "notes.txt", "old_string": "a\n", "new_string": "b\n"}}]}]}), api_key="bench-key")
+@dataclass
+class Served:
+    client: LanguageClient
+    provider: ScriptedLLMServer
+    home: Path
+
+
+@asynccontextmanager
+async def served(project: Path, scenario: dict[str, Any],
+                 client_factory: Callable[[], LanguageClient] = make_test_lsp_client) -> AsyncIterator[Served]:
+    """The real `codex-sys lsp` on `project`, initialized as VS Code, with a private embedded runner whose
+    model is the scripted `scenario`; all stopped and removed on the way out."""
+    provider = ScriptedLLMServer(default=Scenario.from_dict(scenario), api_key="bench-key")
     base_url = await provider.start_tcp("127.0.0.1", 0)
     home = Path(tempfile.mkdtemp(prefix="cxb-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
     env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench-key",
                CODEX_SYS_LOG_LEVEL="WARNING")
     codex = str(Path(sys.executable).parent / "codex-sys")
-    project = tmp / "rssproj"
-    make_tree(project, 200)
-    (project / "notes.txt").write_text("a\n")
-    client = await ClientServerConfig(server_command=[codex, "lsp"], server_env=env).start()
+    client = await ClientServerConfig(server_command=[codex, "lsp"], server_env=env,
+                                      client_factory=client_factory).start()
     try:
-        @client.feature(lsp.WORKSPACE_APPLY_EDIT)
-        def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
-            return lsp.ApplyWorkspaceEditResult(applied=True)
-
         await client.initialize_session(lsp.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"), root_uri=project.as_uri(),
             workspace_folders=[lsp.WorkspaceFolder(uri=project.as_uri(), name="p")]))
+        yield Served(client, provider, home)
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+        await asyncio.to_thread(subprocess.run, [codex, "runner", "stop"], env=env, capture_output=True, check=False)
+        await provider.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def accepting_client() -> LanguageClient:
+    """pytest-lsp's client, answering every workspace/applyEdit with `applied: true`."""
+    client = make_test_lsp_client()
+
+    @client.feature(lsp.WORKSPACE_APPLY_EDIT)
+    def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+        return lsp.ApplyWorkspaceEditResult(applied=True)
+
+    return client
+
+
+async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
+    project = tmp / "rssproj"
+    make_tree(project, 200)
+    (project / "notes.txt").write_text("a\n")
+    edit = {"file_path": "notes.txt", "old_string": "a\n", "new_string": "b\n"}
+    scenario = {"name": "one-edit", "steps": [{"content": "Editing.", "tool_calls": [
+        {"name": "edit_file_content", "arguments": edit}]}]}
+    async with served(project, scenario, accepting_client) as s:
+        client = s.client
         pid = client._server.pid  # the server process under test
         await asyncio.sleep(0.5)
         idle = rss_kib(pid)
@@ -214,14 +250,8 @@ async def bench_rss(args: argparse.Namespace, tmp: Path) -> None:
                 command="codexSys.applyTask", arguments=[{"taskId": got["taskId"]}]))
         elapsed = time.perf_counter() - started
         after = rss_kib(pid)
-        print(f"server process (codex-sys lsp) resident memory: idle {idle / 1024:.1f} MiB, after {args.tasks} tasks "
-              f"run and applied {after / 1024:.1f} MiB ({elapsed / args.tasks * 1000:.0f} ms per task end to end)")
-    finally:
-        await client.shutdown_session()
-        await client.stop()
-        await asyncio.to_thread(subprocess.run, [codex, "runner", "stop"], env=env, capture_output=True, check=False)
-        await provider.close()
-        shutil.rmtree(home, ignore_errors=True)
+    print(f"server process (codex-sys lsp) resident memory: idle {idle / 1024:.1f} MiB, after {args.tasks} tasks "
+          f"run and applied {after / 1024:.1f} MiB ({elapsed / args.tasks * 1000:.0f} ms per task end to end)")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -233,18 +263,11 @@ async def bench_latency(args: argparse.Namespace, tmp: Path) -> None:
     steps = [{"content": None, "tool_calls": [{"name": "run_shell_command",
                                                "arguments": {"command_string": f"true {k}"}}]}
              for k in range(args.events)]
-    provider = ScriptedLLMServer(default=Scenario.from_dict({"name": "many-tools", "steps": steps}),
-                                 api_key="bench-key")
-    base_url = await provider.start_tcp("127.0.0.1", 0)
-    home = Path(tempfile.mkdtemp(prefix="cxl-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_SYS_"))}
-    env.update(CODEX_SYS_HOME=str(home), OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench-key",
-               CODEX_SYS_LOG_LEVEL="WARNING")
-    codex = str(Path(sys.executable).parent / "codex-sys")
     project = tmp / "latproj"
     make_tree(project, 20)
     editor_seen: list[tuple[float, str]] = []
-    def make_client() -> LanguageClient:
+
+    def stamping_client() -> LanguageClient:
         """A client that stamps each progress report as it arrives (and ignores the rest)."""
         c = LanguageClient(converter_factory=default_converter)
 
@@ -265,43 +288,26 @@ async def bench_latency(args: argparse.Namespace, tmp: Path) -> None:
             c.feature(method)(lambda params: None)
         return c
 
-    client = await ClientServerConfig(server_command=[codex, "lsp"], server_env=env, client_factory=make_client).start()
-    watcher = None
-    try:
-        await client.initialize_session(lsp.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"), root_uri=project.as_uri(),
-            workspace_folders=[lsp.WorkspaceFolder(uri=project.as_uri(), name="p")]))
-        got = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(
+    grpc_seen: list[float] = []
+    async with served(project, {"name": "many-tools", "steps": steps}, stamping_client) as s:
+        got = await s.client.workspace_execute_command_async(lsp.ExecuteCommandParams(
             command="codexSys.runTask", arguments=[{"instruction": "many tool calls"}]))
-        grpc_seen: list[float] = []
-
-        async def watch() -> None:
-            async with RunnerClient(f"unix:{home}/runner.sock") as runner:
+        async with RunnerClient(f"unix:{s.home}/runner.sock") as runner:
+            async with asyncio.timeout(120):
                 async for event in runner.watch(got["taskId"]):
                     if isinstance(event.payload, m.ToolCallStarted):
                         grpc_seen.append(time.monotonic())
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(watcher, 120)
         await asyncio.sleep(0.2)
-        asked = [r.monotonic for r in provider.chat_requests][: args.events]
-        to_editor = [t for t, msg in editor_seen if msg.startswith("run_shell_command true")]
-        n = min(len(asked), len(to_editor), len(grpc_seen))
-        lsp_ms = [(to_editor[k] - asked[k]) * 1000 for k in range(n)]
-        grpc_ms = [(grpc_seen[k] - asked[k]) * 1000 for k in range(n)]
-        print(f"event latency, model answers a tool call -> received, {n} events of one task")
-        for name, values, note in (("editor (LSP progress)", lsp_ms, "bar p50 10 ms, p99 50 ms"),
-                                   ("gRPC watcher", grpc_ms, "baseline")):
-            print(f"  {name:22} p50 {percentile(values, 0.5):6.1f} ms  p99 {percentile(values, 0.99):6.1f} ms  "
-                  f"max {max(values):6.1f} ms   ({note})")
-    finally:
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
-        await client.shutdown_session()
-        await client.stop()
-        await asyncio.to_thread(subprocess.run, [codex, "runner", "stop"], env=env, capture_output=True, check=False)
-        await provider.close()
-        shutil.rmtree(home, ignore_errors=True)
+        asked = [r.monotonic for r in s.provider.chat_requests][: args.events]
+    to_editor = [t for t, msg in editor_seen if msg.startswith("run_shell_command true")]
+    n = min(len(asked), len(to_editor), len(grpc_seen))
+    lsp_ms = [(to_editor[k] - asked[k]) * 1000 for k in range(n)]
+    grpc_ms = [(grpc_seen[k] - asked[k]) * 1000 for k in range(n)]
+    print(f"event latency, model answers a tool call -> received, {n} events of one task")
+    for name, values, note in (("editor (LSP progress)", lsp_ms, "bar p50 10 ms, p99 50 ms"),
+                               ("gRPC watcher", grpc_ms, "baseline")):
+        print(f"  {name:22} p50 {percentile(values, 0.5):6.1f} ms  p99 {percentile(values, 0.99):6.1f} ms  "
+              f"max {max(values):6.1f} ms   ({note})")
 
 
 async def main() -> None:

@@ -42,7 +42,7 @@ class RequestFailed(JsonRpcException):
 Command = Callable[..., Awaitable[Any]]
 
 
-def _user_errors(server: CodexServer, fn: Command) -> Command:
+def _user_errors(fn: Command) -> Command:
     @functools.wraps(fn)
     async def run(ls: CodexServer, *args: Any) -> Any:
         try:
@@ -85,7 +85,7 @@ def make_server(version: str) -> CodexServer:
 
     def command(name: str) -> Callable[[Command], Command]:
         def register(fn: Command) -> Command:
-            wrapped = _user_errors(server, fn)
+            wrapped = _user_errors(fn)
             server.command(name)(wrapped)
             return wrapped
         return register

@@ -23,7 +23,7 @@ from lsp_server.progress import TaskProgress, event_message
 from lsp_server.runner_link import RunnerLink, user_message
 from lsp_server.settings import Settings
 from lsp_server.snapshots import EditorSnapshots
-from lsp_server.tasks import Folder, TaskBook, TrackedTask
+from lsp_server.tasks import Folder, TaskBook, TrackedTask, title_of
 from runner.client.connection import RunnerClient
 from runner.client.follow import follow_events
 from runner.client.upload import submit_task
@@ -78,7 +78,7 @@ class TaskRuns:
         settings = await self._host.settings_for(folder)
         cancel: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         progress = self._host.new_progress(cancel)
-        title = TrackedTask("", folder, instruction).title()
+        title = title_of(instruction)
         await progress.begin("Codex", f"{title}: snapshot of {folder.path.name}")
         try:
             snapshot = await self._snapshots.take(folder.path, self._host.overlays(folder), settings)
@@ -115,8 +115,9 @@ class TaskRuns:
                 message = event_message(event)
                 if message is not None and progress is not None:
                     progress.report(message)
-            task.update(await client.get_task(task.id))
-            await self._conclude(task, client)
+            record = await client.get_task(task.id)
+            task.update(record)
+            await self._conclude(task, client, record)
         except asyncio.CancelledError:
             if progress is not None:
                 progress.end(f"Codex: stopped following {task.id}")
@@ -135,14 +136,16 @@ class TaskRuns:
             kind = lsp.MessageType.Info if task.state is m.TaskState.COMPLETED else lsp.MessageType.Warning
             progress.end(self.summary(task), show=kind)
 
-    async def _conclude(self, task: TrackedTask, client: RunnerClient) -> None:
+    async def _conclude(self, task: TrackedTask, client: RunnerClient, record: m.TaskRecord) -> None:
         if task.state is m.TaskState.COMPLETED and not task.diff_loaded:
-            await self.load_changes(task, client)
+            await self.load_changes(task, client, record)
         await self._host.changes_ready(task)
 
-    async def load_changes(self, task: TrackedTask, client: RunnerClient) -> None:
-        record = await client.get_task(task.id)
-        task.update(record)
+    async def load_changes(self, task: TrackedTask, client: RunnerClient, record: m.TaskRecord | None = None) -> None:
+        """Fetch, check and parse the task's diff (`record`: the task as just read, if it was)."""
+        if record is None:
+            record = await client.get_task(task.id)
+            task.update(record)
         ref = record.artifact("diff.patch")
         if ref is None:
             task.set_changes([], "")
@@ -179,7 +182,7 @@ class TaskRuns:
         task = self.book.add(TrackedTask(record.id, folder, record.instruction))
         task.update(record)
         if task.state.final:
-            await self._conclude(task, client)
+            await self._conclude(task, client, record)
         else:
             self._host.spawn(self.follow(task, None, settings), f"follow {task.id}")
         return task

@@ -20,7 +20,7 @@ from runner.domain import models as m
 from runner.domain.errors import InvalidArgument, NotFound
 from runner.domain.paths import check_relative_path
 
-__all__ = ["Folder", "TaskBook", "TrackedTask"]
+__all__ = ["Folder", "TaskBook", "TrackedTask", "title_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,12 @@ class Folder:
         if uri is None:
             raise InvalidArgument(f"cannot make a URI of {rel!r}")
         return uri
+
+
+def title_of(instruction: str) -> str:
+    """An instruction's first line, shortened to 60 characters: how a task is named in the editor."""
+    first = instruction.strip().splitlines()[0] if instruction.strip() else ""
+    return first if len(first) <= 60 else first[:59] + "…"
 
 
 @dataclass
@@ -110,8 +116,7 @@ class TrackedTask:
         return self._edits.get(path, [])
 
     def title(self) -> str:
-        first = self.instruction.strip().splitlines()[0] if self.instruction.strip() else ""
-        return first if len(first) <= 60 else first[:59] + "…"
+        return title_of(self.instruction)
 
     def update(self, record: m.TaskRecord) -> None:
         self.state, self.reason, self.files_changed = record.state, record.reason, record.files_changed

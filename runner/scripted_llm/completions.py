@@ -141,17 +141,8 @@ def chunks(answer: Answer, chunk_chars: int, include_usage: bool) -> Iterator[di
         for piece in _pieces(call.arguments_text, chunk_chars):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk({}, answer.finish_reason)
-    if include_usage:
-        yield {
-            "id": answer.completion_id,
-            "object": "chat.completion.chunk",
-            "created": answer.created,
-            "model": answer.model,
-            "service_tier": "default",
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [],
-            "usage": answer.usage(),
-        }
+    if include_usage:  # the closing chunk OpenAI sends with stream_options.include_usage: no choices
+        yield {**chunk({}), "choices": [], "usage": answer.usage()}
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +32,10 @@ class Api:
 
 
 @pytest.fixture
-def short_home() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="cx-api-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def api(short_home: Path) -> AsyncIterator[Api]:
-    tokens = short_home / "tokens"
+async def api(short_tmp: Path) -> AsyncIterator[Api]:
+    tokens = short_tmp / "tokens"
     tokens.write_text(f"# token tenant\n{TOKEN_A} tenant-a\n{TOKEN_B} tenant-b\n")
-    home = HomeLayout(short_home / "home")
+    home = HomeLayout(short_tmp / "home")
     config = EmbeddedConfig(home=home, llm=LLMSettings(None, None, "test-model"), run_worker=False,
                             tcp_listen=("127.0.0.1:0",), token_file=tokens, max_blob_bytes=MAX_BLOB,
                             limits=ServiceLimits(max_files=50, max_snapshot_bytes=200_000))

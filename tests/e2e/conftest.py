@@ -11,8 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,14 +82,6 @@ class Codex:
     def runner_log(self) -> str:
         path = self.home / "runner.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Unix socket paths are limited to 107 bytes: keep CODEX_SYS_HOME short.
-    path = Path(tempfile.mkdtemp(prefix="cx-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

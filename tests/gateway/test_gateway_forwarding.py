@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
+from strict_openai import assert_no_unknown_fields
 
 from runner.gateway import Budget, Gateway, GatewayOptions
 from runner.gateway.provider import Provider, public_url
@@ -25,16 +26,6 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 
 Agent = Callable[[Gateway, str], openai.AsyncOpenAI]
 Raw = Callable[[Gateway], aiohttp.ClientSession]
-
-
-def assert_no_unknown_fields(model: Any, where: str = "response") -> None:
-    if isinstance(model, openai.BaseModel):
-        assert not model.model_extra, f"{where}: unexpected fields {sorted(model.model_extra)}"
-        for name in type(model).model_fields:
-            assert_no_unknown_fields(getattr(model, name), f"{where}.{name}")
-    elif isinstance(model, list):
-        for i, item in enumerate(model):
-            assert_no_unknown_fields(item, f"{where}[{i}]")
 
 
 async def test_provider_key_goes_out_agent_token_does_not(

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.conftest import CODEX, Provider, codex_env, provider_factory, short_tmp
+from e2e.conftest import CODEX, Provider, codex_env, provider_factory
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from .editor import Editor, capabilities, structure_code_actions
 
-__all__ = ["provider_factory", "short_tmp"]  # fixtures used from here
+__all__ = ["provider_factory"]  # a fixture used from here
 
 pytestmark = pytest.mark.e2e
 

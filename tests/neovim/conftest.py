@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,6 @@ from runner.scripted_llm import Scenario
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario(scenario): the scripted model's Scenario for the `session` fixture")
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Unix socket paths are limited to 107 bytes: keep CODEX_SYS_HOME (and nvim's socket) short.
-    path = Path(tempfile.mkdtemp(prefix="cxn-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

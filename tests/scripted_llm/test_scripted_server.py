@@ -8,18 +8,17 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import openai
 import pytest
-from openai import BaseModel
 from openai.types.chat import (
     ChatCompletionMessage,
     ChatCompletionMessageFunctionToolCall,
     ChatCompletionMessageParam,
     ChatCompletionToolParam,
 )
+from strict_openai import assert_no_unknown_fields
 
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 
@@ -31,17 +30,6 @@ TOOLS: list[ChatCompletionToolParam] = [{"type": "function", "function": {
     "name": "run_shell_command", "description": "run a command",
     "parameters": {"type": "object", "properties": {"command_string": {"type": "string"}},
                    "required": ["command_string"]}}}]
-
-
-def assert_no_unknown_fields(model: Any, where: str = "response") -> None:
-    """Strict decoding: every field the server sent is one the openai models declare."""
-    if isinstance(model, BaseModel):
-        assert not model.model_extra, f"{where}: unexpected fields {sorted(model.model_extra)}"
-        for name in type(model).model_fields:
-            assert_no_unknown_fields(getattr(model, name), f"{where}.{name}")
-    elif isinstance(model, list):
-        for i, item in enumerate(model):
-            assert_no_unknown_fields(item, f"{where}[{i}]")
 
 
 def function_calls(message: ChatCompletionMessage) -> list[ChatCompletionMessageFunctionToolCall]:

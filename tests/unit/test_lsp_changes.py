@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from language_server.editor import apply_text_edits
 from lsprotocol import types as lsp
 
 from lsp_server.anchoring import Fit, Misfit, locate, locate_all
@@ -40,32 +41,11 @@ def git_patch(root: Path, before: dict[str, bytes], after: dict[str, bytes | Non
     return out.stdout.decode("utf-8", "surrogateescape")
 
 
-def apply_edits(text: str, edits: list[lsp.TextEdit]) -> str:
-    """Apply LSP text edits (UTF-16 positions) as a client does."""
-    lines = split_lines(text)
-
-    def offset(pos: lsp.Position) -> int:
-        if pos.line >= len(lines):
-            return len(text)
-        index, counted = 0, 0
-        for ch in lines[pos.line]:
-            if counted >= pos.character:
-                break
-            counted += units(ch, "utf-16")
-            index += 1
-        return sum(len(line) for line in lines[: pos.line]) + index
-
-    out = text
-    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
-        out = out[: offset(e.range.start)] + e.new_text + out[offset(e.range.end):]
-    return out
-
-
 def apply_all(old: str, hunks: list[Fit | Misfit | None], changes: list[Change]) -> str:
     lines = split_lines(old)
     edits = [hunk_edit(c.hunks[0], f, lines, "utf-16")
              for c, f in zip(changes, hunks, strict=True) if isinstance(f, Fit)]
-    return apply_edits(old, edits)
+    return apply_text_edits(old, edits)
 
 
 def test_every_kind_of_change_git_writes(tmp_path: Path) -> None:
