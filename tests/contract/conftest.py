@@ -28,6 +28,8 @@ from runner.adapters.embedded import (
 )
 from runner.ports import BlobStore, EventLog, TaskQueue, TaskStore
 
+from . import minio_factories, nats_factories
+
 # The blob size limit the blob-store suite runs with.
 MAX_BLOB_SIZE = 4 << 20
 
@@ -84,11 +86,11 @@ async def sqlite_task_queue(env: AdapterEnv, *, ack_wait_s: float, max_deliver: 
         yield queue
 
 
-# Append the distributed adapters' factories here.
-BLOB_STORES: list[BlobStoreFactory] = [fs_blob_store]
-TASK_STORES: list[TaskStoreFactory] = [sqlite_task_store]
-EVENT_LOGS: list[EventLogFactory] = [sqlite_event_log]
-TASK_QUEUES: list[TaskQueueFactory] = [sqlite_task_queue]
+# The distributed adapters' factories live beside this file (`nats_factories`, `minio_factories`).
+BLOB_STORES: list[BlobStoreFactory] = [fs_blob_store, *minio_factories.BLOB_STORES]
+TASK_STORES: list[TaskStoreFactory] = [sqlite_task_store, *nats_factories.TASK_STORES]
+EVENT_LOGS: list[EventLogFactory] = [sqlite_event_log, *nats_factories.EVENT_LOGS]
+TASK_QUEUES: list[TaskQueueFactory] = [sqlite_task_queue, *nats_factories.TASK_QUEUES]
 
 
 def _ids(factory: object) -> str:

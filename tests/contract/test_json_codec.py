@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner.adapters.embedded.json_codec import (
+from runner.adapters.json_codec import (
     PAYLOAD_TYPES,
     DecodeError,
     decode_event,

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from runner.adapters.embedded.db import StateDB
-from runner.adapters.embedded.json_codec import decode_payload, encode_payload
+from runner.adapters.json_codec import decode_payload, encode_payload
 from runner.adapters.embedded.signals import Broadcast, wait
 from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, Unavailable

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from runner.adapters.embedded.db import StateDB
-from runner.adapters.embedded.json_codec import decode_task, encode_task
+from runner.adapters.json_codec import decode_task, encode_task
 from runner.closing import AsyncClosing
 from runner.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from runner.domain.models import TaskRecord, TaskState
