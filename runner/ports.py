@@ -124,12 +124,30 @@ class Delivery(Protocol):
         """Permanent failure, already recorded on the task: never deliver again."""
 
 
+@dataclass(frozen=True, slots=True)
+class ExhaustedTask:
+    """A queued task that used up its `max_deliver` deliveries without an ack (each worker died)."""
+
+    task: QueuedTask
+    attempts: int
+    exhausted_at: float  # when the queue gave up on it (Unix time)
+
+
 class TaskQueue(Protocol):
     async def enqueue(self, task: QueuedTask) -> None:
         """Idempotent by task id: enqueuing the same task twice queues it once."""
 
     async def receive(self, timeout_s: float | None = None) -> Delivery | None:
         """The next delivery, or None once `timeout_s` has passed with nothing to deliver."""
+
+    async def exhausted(self, limit: int = 100) -> list[ExhaustedTask]:
+        """Tasks the queue will not deliver again because their `max_deliver`-th delivery ended without an
+        ack, oldest first. A task is listed some time after that delivery's deadline (a queue may notice
+        only when it is next asked for work) and until `discard`. The runner fails each with a reason,
+        then discards it (`runner.worker.exhausted`)."""
+
+    async def discard(self, task_id: str) -> bool:
+        """Forget an exhausted task; False if no exhausted task has that id."""
 
 
 @dataclass(frozen=True, slots=True)

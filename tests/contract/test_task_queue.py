@@ -2,6 +2,8 @@
 
 Redelivery tests use short ack deadlines (0.5-1 s) and wait at most a few seconds for what must happen;
 "nothing is delivered" is checked by receiving with a timeout that covers the relevant deadline.
+Exhaustion is eventual (a queue may notice it only when next asked for work, as JetStream does), so
+those tests keep a receiver asking past the last deadline, then wait a few seconds for the listing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-from runner.ports import Delivery, QueuedTask
+from runner.ports import Delivery, ExhaustedTask, QueuedTask, TaskQueue
 
 from .conftest import MakeQueue
 from .samples import new_id
@@ -198,3 +200,83 @@ async def test_tenant_travels_with_the_task(make_queue: MakeQueue) -> None:
     delivery = delivered(await queue.receive(timeout_s=5))
     assert delivery.task.tenant == "tenant-z"
     await delivery.ack()
+
+
+# ---- exhaustion: tasks the queue gave up on -------------------------------------------------------------
+
+
+async def listed_exhausted(queue: TaskQueue, count: int = 1, within_s: float = 5.0) -> list[ExhaustedTask]:
+    """`queue.exhausted()` once it lists `count` tasks (or whatever it lists after `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = await queue.exhausted()
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def test_a_task_delivered_max_deliver_times_without_an_ack_is_exhausted_until_discarded(
+        make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.4, max_deliver=2)
+    queued = task()
+    await queue.enqueue(queued)
+    first = delivered(await queue.receive(timeout_s=5))
+    assert await queue.exhausted() == []
+    second = delivered(await queue.receive(timeout_s=5))
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert await queue.exhausted() == []  # the last delivery is still running
+    before = time.time()
+    assert await queue.receive(timeout_s=1.0) is None  # its deadline passes
+    [exhausted] = await listed_exhausted(queue)
+    assert exhausted.task == queued
+    assert exhausted.attempts == 2
+    assert before - 1 <= exhausted.exhausted_at <= time.time()
+    assert await queue.exhausted() == [exhausted]  # listed until discarded
+    assert await queue.discard(queued.task_id)
+    assert not await queue.discard(queued.task_id)
+    assert await queue.exhausted() == []
+    assert await queue.receive(timeout_s=0.5) is None  # and never delivered again
+
+
+async def test_exhausted_tasks_are_listed_oldest_first_up_to_the_limit(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.3, max_deliver=1)
+    queued = [task() for _ in range(3)]
+    for q in queued:
+        await queue.enqueue(q)
+        assert delivered(await queue.receive(timeout_s=5)).task == q
+        await asyncio.sleep(0.05)
+    assert await queue.receive(timeout_s=0.8) is None
+    exhausted = await listed_exhausted(queue, 3)
+    assert [e.task for e in exhausted] == queued
+    assert all(e.attempts == 1 for e in exhausted)
+    assert [e.task for e in await queue.exhausted(limit=2)] == queued[:2]
+    assert await queue.discard(queued[1].task_id)
+    assert [e.task for e in await queue.exhausted()] == [queued[0], queued[2]]
+
+
+async def test_acked_termed_and_retried_tasks_are_not_exhausted(make_queue: MakeQueue) -> None:
+    queue = await make_queue(ack_wait_s=0.3, max_deliver=2)
+    acked, termed, retried = task(), task(), task()
+    for q in (acked, termed, retried):
+        await queue.enqueue(q)
+    got = {d.task.task_id: d for d in [delivered(await queue.receive(timeout_s=5)) for _ in range(3)]}
+    await got[acked.task_id].ack()
+    await got[termed.task_id].term()
+    await got[retried.task_id].nak(0)
+    again = delivered(await queue.receive(timeout_s=5))
+    assert (again.task, again.attempt) == (retried, 2)
+    await again.ack()
+    assert await queue.receive(timeout_s=0.8) is None
+    assert await listed_exhausted(queue, within_s=0.5) == []
+
+
+async def test_discard_of_a_task_that_is_not_exhausted_is_false_and_leaves_it_queued(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    queued = task()
+    await queue.enqueue(queued)
+    assert not await queue.discard(queued.task_id)
+    delivery = delivered(await queue.receive(timeout_s=5))
+    assert delivery.task == queued
+    assert not await queue.discard(queued.task_id)  # in flight
+    await delivery.ack()
+    assert not await queue.discard("no-such-task")

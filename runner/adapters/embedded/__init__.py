@@ -14,10 +14,11 @@ manager; the state database is closed by whoever opened it, after the stores tha
 from runner.adapters.embedded.db import StateDB, open_state_db
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.embedded.fs_blob_writer import FsBlobWriter
-from runner.adapters.json_codec import DecodeError
 from runner.adapters.embedded.sqlite_event_log import SqliteEventLog
-from runner.adapters.embedded.sqlite_task_queue import ExhaustedTask, SqliteDelivery, SqliteTaskQueue
+from runner.adapters.embedded.sqlite_task_queue import SqliteDelivery, SqliteTaskQueue
 from runner.adapters.embedded.sqlite_task_store import SqliteTaskStore
+from runner.adapters.json_codec import DecodeError
+from runner.ports import ExhaustedTask  # re-exported: it used to live in sqlite_task_queue
 
 __all__ = [
     "DecodeError",

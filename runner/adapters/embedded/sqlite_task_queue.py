@@ -37,18 +37,9 @@ from runner.adapters.embedded.db import StateDB
 from runner.adapters.embedded.signals import Broadcast, wait
 from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, Unavailable
-from runner.ports import QueuedTask
+from runner.ports import ExhaustedTask, QueuedTask
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ExhaustedTask:
-    """A queued task that used up its `max_deliver` deliveries without an ack."""
-
-    task: QueuedTask
-    attempts: int
-    exhausted_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +149,10 @@ class SqliteTaskQueue(AsyncClosing):
         finally:
             self._remove_receiver()
 
-    # ---- for the runner --------------------------------------------------------------------------------
-
     async def exhausted(self, limit: int = 100) -> list[ExhaustedTask]:
         """Tasks that will not be delivered again because they used up `max_deliver` deliveries, oldest
-        first. The runner marks each FAILED with a reason, then `discard`s it."""
+        first: listed as soon as the last delivery's deadline has passed. The runner marks each FAILED
+        with a reason, then `discard`s it."""
         self._check_open()
 
         def select(conn: sqlite3.Connection) -> list[ExhaustedTask]:
@@ -182,6 +172,8 @@ class SqliteTaskQueue(AsyncClosing):
                                 (task_id,)).rowcount > 0
 
         return await self._db.write(delete)
+
+    # ---- for the runner --------------------------------------------------------------------------------
 
     async def release_leases(self) -> int:
         """Make every delivered, un-acked task visible now (its next delivery counts as a new attempt).
