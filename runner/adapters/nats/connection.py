@@ -19,9 +19,10 @@ Errors of nats-py never leave the adapters as such: `unavailable()` wraps one in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 import nats
@@ -166,6 +167,32 @@ class NatsConnection(AsyncClosing):
         except TimeoutError:
             return False
         return True
+
+    @contextlib.asynccontextmanager
+    async def cut_on_disconnect(self) -> AsyncIterator[None]:
+        """Run the body, but end it with `ConnectionError` as soon as the connection drops.
+
+        nats-py leaves a request that was in flight when the connection dropped waiting for its whole
+        timeout; a retry loop (`retry.retrying`) rather starts over once the client is back."""
+        task = asyncio.current_task()
+        assert task is not None
+        cut = False
+
+        def listener(change: ConnectionChange) -> None:
+            nonlocal cut
+            if change != "reconnected" and not cut:
+                cut = True
+                task.cancel()
+
+        remove = self.on_change(listener)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if cut and task.uncancel() == 0:  # our own cancellation, not the caller's
+                raise ConnectionError(f"the connection to NATS at {self.url} dropped") from None
+            raise
+        finally:
+            remove()
 
     async def close(self) -> None:
         if self._closed:

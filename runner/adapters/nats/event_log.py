@@ -120,18 +120,25 @@ class JetStreamEventLog(AsyncClosing):
             raise InvalidArgument("an event needs a task id")
         subject = self._layout.events_subject(task_id)
         nonce = secrets.token_hex(6)
+        # The event being published and what it was numbered after: kept through retries of one publish
+        # (same message id), renumbered only when another writer got there first.
+        pending: tuple[Event, str, _Tail] | None = None
+
+        async def attempt() -> Event | None:
+            nonlocal pending
+            if pending is None:
+                tail = self._tails.get(task_id) or await self._load_tail(task_id)
+                event = Event(task_id=task_id, seq=tail.seq + 1, time=time.time(), payload=payload)
+                pending = (event, f"{token(task_id)}:{event.seq}:{nonce}", tail)
+            stored = await self._publish(subject, *pending)
+            if stored is None:
+                pending = None
+            return stored
+
         with self._locks.hold(task_id) as lock:
             async with lock:
                 while True:
-                    tail = self._tails.get(task_id)
-                    if tail is None:
-                        tail = await retrying(self._conn, f"read the last event of task {task_id}",
-                                              lambda: self._load_tail(task_id))
-                    event = Event(task_id=task_id, seq=tail.seq + 1, time=time.time(), payload=payload)
-                    msg_id = f"{token(task_id)}:{event.seq}:{nonce}"
-                    stored = await retrying(
-                        self._conn, f"append event {event.seq} to task {task_id}",
-                        lambda: self._publish(subject, event, msg_id, tail))  # noqa: B023  # awaited here
+                    stored = await retrying(self._conn, f"append an event to task {task_id}", attempt)
                     if stored is not None:
                         return stored
 

@@ -200,7 +200,9 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
         changes = {field: f"{old!r} -> {new!r}" for field, (old, new) in diffs.items()}
         try:
             await js.update_stream(config)
-        except nats.js.errors.BadRequestError as exc:
+        except nats.js.errors.APIError as exc:
+            if exc.code == 503:
+                raise
             log.warning("JetStream stream configuration differs and the server refuses to change it; using it "
                         "as it is", extra={"stream": name, "changes": str(changes), "error": exc.description})
             return
@@ -222,8 +224,8 @@ async def _ensure_consumer(js: JetStreamContext, stream: str, config: api.Consum
         # Creates the durable consumer, or updates ack wait, max deliver and max ack pending of an existing
         # one: the server answers with the consumer as it is when the configuration is the same.
         await js.add_consumer(stream, config)
-    except nats.js.errors.BadRequestError as exc:
-        if info is None:
+    except nats.js.errors.APIError as exc:
+        if info is None or exc.code == 503:
             raise
         log.warning("JetStream consumer configuration differs and the server refuses to change it; using it as "
                     "it is", extra={"stream": stream, "consumer": name, "error": exc.description})
