@@ -9,12 +9,15 @@ where a bad path would do harm. Folders are created and opened through folder de
 `O_NOFOLLOW`, files with `O_EXCL | O_NOFOLLOW` relative to them, so no entry can be written through a
 symlink, even one the manifest itself made.
 
-Two ways to copy, same result:
+Three ways to copy, same result:
 
 * a store that can copy a blob straight into a file (`CopiesBlobsToFiles`: the embedded filesystem
   store's `copy_to`, a kernel-side copy) is driven from a few threads; the destination is named through
   `/proc/self/fd/<folder fd>/<name>`, so it still resolves relative to the folder descriptor;
-* any other `BlobStore` (MinIO...) is streamed with `read`, a few blobs at a time so latency overlaps.
+* a store that keeps packed snapshots (`HasPacks`: MinIO) is read through the snapshot's pack, one
+  object fetched and unpacked instead of a GET per file (`runner.snapshots.packs`: the pack is built
+  once per manifest and tenant, the first time, from the blobs);
+* any other `BlobStore` is streamed with `read`, a few blobs at a time so latency overlaps.
 
 A cancelled materialisation stops its threads after their current file and waits for them, so the
 caller can remove the folder without racing a copy.
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import posixpath
 import threading
@@ -36,9 +38,9 @@ from typing import Protocol, runtime_checkable
 from runner.domain.models import Digest, FileKind, Manifest, ManifestEntry
 from runner.domain.paths import check_relative_path, check_symlink_target
 from runner.ports import BlobStore
+from runner.snapshots.folders import FILE_FLAGS, Folders, file_mode, write_all
+from runner.snapshots.packs import HasPacks, Packs
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Blobs streamed at a time from a store without `copy_to`.
 _STREAMS = 8
 # Threads copying with `copy_to`; fewer for small snapshots (a thread costs more than a few copies).
@@ -65,50 +67,10 @@ class Materialized:
     bytes: int
 
 
-def _mode(entry: ManifestEntry) -> int:
-    return 0o755 if entry.kind is FileKind.EXECUTABLE else 0o644
-
-
-class _Folders:
-    """Open folder descriptors under the root, created on first use. Not thread-safe: all folders are
-    made before copying threads start, which then only read the map."""
-
-    def __init__(self, root: Path) -> None:
-        self._fds: dict[str, int] = {"": os.open(root, _DIR_FLAGS)}
-
-    def fd(self, rel: str) -> int:
-        found = self._fds.get(rel)
-        if found is not None:
-            return found
-        parent = self.fd(posixpath.dirname(rel))
-        name = posixpath.basename(rel)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o755, dir_fd=parent)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)  # ELOOP/ENOTDIR if a file or symlink is there
-        os.fchmod(fd, 0o755)
-        self._fds[rel] = fd
-        return fd
-
-    def make_all(self, entries: Sequence[ManifestEntry]) -> None:
-        for entry in entries:
-            self.fd(posixpath.dirname(entry.path))
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _create_empty(entry: ManifestEntry, parent: int, name: str) -> None:
-    fd = os.open(name, _FILE_FLAGS, _mode(entry), dir_fd=parent)
+    fd = os.open(name, FILE_FLAGS, file_mode(entry), dir_fd=parent)
     try:
-        os.fchmod(fd, _mode(entry))
+        os.fchmod(fd, file_mode(entry))
     finally:
         os.close(fd)
 
@@ -121,12 +83,12 @@ def _copy_batch(store: CopiesBlobsToFiles, tenant: str, batch: Sequence[tuple[Ma
         if not entry.digest.size:
             _create_empty(entry, parent, name)
             continue
-        store.copy_to(tenant, entry.digest, Path(f"/proc/self/fd/{parent}/{name}"), mode=_mode(entry))
-        os.chmod(name, _mode(entry), dir_fd=parent)  # exact mode whatever the umask; a file we just made
+        store.copy_to(tenant, entry.digest, Path(f"/proc/self/fd/{parent}/{name}"), mode=file_mode(entry))
+        os.chmod(name, file_mode(entry), dir_fd=parent)  # exact mode whatever the umask; a file we just made
 
 
 async def _copy_files(store: CopiesBlobsToFiles, tenant: str, files: Sequence[ManifestEntry],
-                      folders: _Folders) -> None:
+                      folders: Folders) -> None:
     work = [(e, folders.fd(posixpath.dirname(e.path)), posixpath.basename(e.path)) for e in files]
     if len(work) <= _INLINE_FILES and sum(e.digest.size for e in files) <= _INLINE_BYTES:
         _copy_batch(store, tenant, work, threading.Event())
@@ -146,17 +108,17 @@ async def _copy_files(store: CopiesBlobsToFiles, tenant: str, files: Sequence[Ma
 
 
 async def _stream_file(blobs: BlobStore, tenant: str, entry: ManifestEntry, parent: int, name: str) -> None:
-    fd = os.open(name, _FILE_FLAGS, _mode(entry), dir_fd=parent)
+    fd = os.open(name, FILE_FLAGS, file_mode(entry), dir_fd=parent)
     try:
         if entry.digest.size:
             async for chunk in blobs.read(tenant, entry.digest):
-                _write_all(fd, chunk)
-        os.fchmod(fd, _mode(entry))
+                write_all(fd, chunk)
+        os.fchmod(fd, file_mode(entry))
     finally:
         os.close(fd)
 
 
-async def _stream_files(blobs: BlobStore, tenant: str, files: Sequence[ManifestEntry], folders: _Folders) -> None:
+async def _stream_files(blobs: BlobStore, tenant: str, files: Sequence[ManifestEntry], folders: Folders) -> None:
     pending = iter(files)
 
     async def worker() -> None:
@@ -169,14 +131,21 @@ async def _stream_files(blobs: BlobStore, tenant: str, files: Sequence[ManifestE
             group.create_task(worker())
 
 
-async def materialize(blobs: BlobStore, tenant: str, manifest: Manifest, root: Path) -> Materialized:
-    """Write every entry of `manifest` under the (empty) folder `root`."""
+async def materialize(blobs: BlobStore, tenant: str, manifest: Manifest, root: Path, *,
+                      packs: Packs | None = None) -> Materialized:
+    """Write every entry of `manifest` under the (empty) folder `root`. `packs` (default: the store's
+    own, when it keeps packs) makes it go through the snapshot's pack."""
     entries = sorted(manifest.entries, key=lambda e: e.path)
     for entry in entries:
         check_relative_path(entry.path, "manifest path")
     files = [e for e in entries if e.kind is not FileKind.SYMLINK]
     links = [e for e in entries if e.kind is FileKind.SYMLINK]
-    folders = _Folders(root)
+    if packs is None and not isinstance(blobs, CopiesBlobsToFiles) and isinstance(blobs, HasPacks):
+        packs = blobs.packs
+    if packs is not None and entries:
+        done = await packs.materialize(tenant, manifest, root)
+        return Materialized(done.files, done.symlinks, done.bytes)
+    folders = Folders(root)
     try:
         if len(entries) <= _INLINE_FILES:
             folders.make_all(entries)

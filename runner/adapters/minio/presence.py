@@ -11,10 +11,12 @@ their sizes and dates per request, about 0.07 ms per key: ~0.7 s for 10,000. So:
   the hash space, listed side by side; each listing starts right before its first digest
   (`start-after`) and stops after its last.
 
-Listing costs what the tenant has, not what the query asks. Hashes are uniform, so after each page the
-scan knows the density of stored blobs around it and estimates how many keys are left before its last
-digest; when that is more than `STAT_RATIO` (10) keys per digest still unanswered (a tenant far larger
-than the query), it stops and answers the rest with HEADs. Cost is thus about min(listing, HEADs).
+Listing costs what the tenant has, not what the query asks. Hashes are uniform, so a scan knows the
+density of stored blobs around it, hence the tenant's size: after each page it estimates how many keys
+are left before its last digest, and when that is more than `STAT_RATIO` (10) keys per digest still
+unanswered (a tenant far larger than the query), it stops and answers the rest with HEADs. The size
+estimate is remembered per tenant (`_SIZES` tenants, `_SIZE_TTL_S`), so the next query of a tenant far
+larger than it goes to HEADs without paying for a first page. Cost is thus about min(listing, HEADs).
 
 A blob counts as present only when its object has the digest's size and is not close to expiry: with a
 lifecycle rule on `cas/` (`Lifecycle.blobs_days`), an object older than `blobs_days - margin_days` is
@@ -26,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from minio.datatypes import Object
 from minio.error import S3Error
@@ -38,6 +43,19 @@ from runner.domain.models import Digest
 LIST_FROM = 100
 STAT_RATIO = 10
 PAGE = 1000
+# Tenant sizes remembered, and for how long (tenants grow; an old estimate only misguides the choice).
+_SIZES = 10_000
+_SIZE_TTL_S = 600.0
+# Keys a scan must have seen for its density to say anything.
+_MIN_SAMPLE = 50
+
+
+@dataclass
+class _Scan:
+    found: set[Digest] = field(default_factory=set)
+    leftover: list[Digest] = field(default_factory=list)
+    keys_seen: int = 0
+    span: float = 0.0  # the part of the hash space those keys cover
 
 
 class Presence:
@@ -48,6 +66,7 @@ class Presence:
         self._fresh_for_s = fresh_for_s
         # Lanes of one query: half the threads, so other calls of the store still get through.
         self._lanes = max(1, calls.threads // 2)
+        self._sizes: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tenant -> (blobs, when)
 
     async def missing(self, tenant: str, digests: Sequence[Digest]) -> list[Digest]:
         unique = list(dict.fromkeys(digests))
@@ -58,21 +77,35 @@ class Presence:
         present: set[Digest] = set()
         to_stat: list[Digest] = []
         action = f"checking which of {len(unique)} blobs of tenant {tenant!r} are stored"
-        if len(ordered) < LIST_FROM:
+        known = self._sizes.get(tenant)
+        if known is not None and known[1] + _SIZE_TTL_S < time.monotonic():
+            known = None
+        if len(ordered) < LIST_FROM or (known is not None and known[0] > STAT_RATIO * len(ordered)):
             to_stat = ordered
         else:
             lanes = _split(ordered, self._lanes)
-            results = await asyncio.gather(*(
+            scans = await asyncio.gather(*(
                 self._calls.run(action, functools.partial(self._scan, prefix, lane)) for lane in lanes))
-            for found, leftover in results:
-                present |= found
-                to_stat += leftover
+            for scan in scans:
+                present |= scan.found
+                to_stat += scan.leftover
+            self._learn(tenant, scans)
         if to_stat:
             lanes = [to_stat[i::self._lanes] for i in range(min(self._lanes, len(to_stat)))]
             for found in await asyncio.gather(*(
                     self._calls.run(action, functools.partial(self._stat_all, tenant, lane)) for lane in lanes)):
                 present |= found
         return [d for d in unique if d not in present]
+
+    def _learn(self, tenant: str, scans: Sequence[_Scan]) -> None:
+        seen = sum(scan.keys_seen for scan in scans)
+        span = sum(scan.span for scan in scans)
+        if seen < _MIN_SAMPLE or span <= 0:
+            return
+        self._sizes[tenant] = (seen / span, time.monotonic())
+        self._sizes.move_to_end(tenant)
+        while len(self._sizes) > _SIZES:
+            self._sizes.popitem(last=False)
 
     # ---- blocking, in the store's threads --------------------------------------------------------------
 
@@ -97,34 +130,39 @@ class Presence:
                 found.add(digest)
         return found
 
-    def _scan(self, prefix: str, wanted: Sequence[Digest]) -> tuple[set[Digest], list[Digest]]:
-        """Merge a listing of `prefix` with `wanted` (sorted). Returns the present digests, and those
-        left for HEADs when listing on would cost more."""
-        found: set[Digest] = set()
+    def _scan(self, prefix: str, wanted: Sequence[Digest]) -> _Scan:
+        """Merge a listing of `prefix` with `wanted` (sorted): the present digests, those left for HEADs
+        when listing on would cost more, and how many keys were seen over which part of the hash space."""
+        scan = _Scan()
         first = f"{prefix}{wanted[0].hash[:2]}/{wanted[0].hash}"
         listing = self._calls.client.list_objects(self._calls.bucket, prefix=prefix, recursive=True,
                                                   start_after=keys.just_before(first))
         now = dt.datetime.now(dt.UTC)
         start = _position(wanted[0].hash)
         end = _position(wanted[-1].hash)
+        here = start
         i, n = 0, len(wanted)
         for scanned, obj in enumerate(listing, 1):
             name = obj.object_name or ""
             stored = name.rsplit("/", 1)[-1]
+            here = _position(stored)
+            scan.keys_seen, scan.span = scanned, here - start
             while i < n and wanted[i].hash < stored:
                 i += 1
             while i < n and wanted[i].hash == stored:  # digests may share a hash and differ in size
                 if self._counts(obj, wanted[i], now):
-                    found.add(wanted[i])
+                    scan.found.add(wanted[i])
                 i += 1
             if i >= n:
                 break
             if scanned % PAGE == 0:
-                here = _position(stored)
                 density = scanned / max(here - start, 1e-12)
                 if density * (end - here) > STAT_RATIO * (n - i):
-                    return found, list(wanted[i:])
-        return found, []
+                    scan.leftover = list(wanted[i:])
+                    return scan
+        else:
+            scan.span = max(end, here) - start  # the listing ended: nothing more up to `end`
+        return scan
 
 
 def _position(sha256_hex: str) -> float:
