@@ -7,7 +7,7 @@ the client keeps as many connections as there are threads, so a thread never wai
 no connection is opened only to be thrown away.
 
 Failures are bounded in time: a connection attempt gives up after `connect_timeout_s` (2 s), a read
-after `read_timeout_s` (30 s without a byte), and urllib3 retries a refused or reset connection and a
+after `read_timeout_s` (15 s without a byte), and urllib3 retries a refused or reset connection and a
 5xx answer at most `retries` times (3) with short backoff (0.1 s, 0.2 s, 0.4 s; `Retry-After` honoured
 up to 1 s), so a call fails with `Unavailable` within about a second when MinIO is down instead of
 hanging; retrying for longer is the caller's decision (the worker's `RetryingBlobStore`, the queue's
@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 DEFAULT_THREADS = 16
 CONNECT_TIMEOUT_S = 2.0
-READ_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 15.0
 RETRIES = 3
 
 
