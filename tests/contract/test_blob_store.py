@@ -71,6 +71,13 @@ async def test_put_many_with_one_lying_item_stores_none_of_them(blob_store: Blob
     assert await blob_store.get_bytes(TENANT, existing) == b"claimed"
 
 
+async def test_put_many_with_an_item_given_twice_stores_it_once(blob_store: BlobStore) -> None:
+    item = (Digest.of(b"twice"), b"twice")
+    await blob_store.put_many(TENANT, [item, (Digest.of(b"once"), b"once"), item])
+    assert await blob_store.get_bytes(TENANT, item[0]) == b"twice"
+    assert await blob_store.find_missing(TENANT, [item[0], Digest.of(b"once")]) == []
+
+
 async def test_put_many_refuses_an_item_over_the_size_limit(blob_store: BlobStore) -> None:
     big = b"x" * (blob_store.max_blob_size + 1)
     with pytest.raises(ResourceExhausted):
@@ -95,6 +102,21 @@ async def test_read_yields_chunks_no_larger_than_asked(blob_store: BlobStore) ->
     chunks = [chunk async for chunk in blob_store.read(TENANT, small, chunk_size=7)]
     assert all(0 < len(c) <= 7 for c in chunks)
     assert b"".join(chunks) == b"0123456789abcdef"
+
+
+async def test_readers_stopped_early_leave_the_store_usable(blob_store: BlobStore) -> None:
+    data = os.urandom(3 << 20)
+    digest = await upload(blob_store, TENANT, data)
+    for _ in range(25):
+        stream = blob_store.read(TENANT, digest, chunk_size=64 * 1024)
+        assert len(await anext(stream)) == 64 * 1024
+        await stream.aclose()
+    task = asyncio.create_task(read_all(blob_store, TENANT, digest, chunk_size=4096))
+    await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await read_all(blob_store, TENANT, digest) == data
 
 
 async def test_empty_blob(blob_store: BlobStore) -> None:
