@@ -25,7 +25,7 @@ from pathlib import Path
 from runner.client.connection import RunnerClient
 from runner.client.snapshot import take_snapshot
 from runner.client.upload import submit_task
-from runner.composition import EmbeddedConfig, EmbeddedRunner
+from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, LLMSettings
 from runner.domain import models as m
 from runner.scripted_llm import Scenario, ScriptedLLMServer
@@ -41,9 +41,9 @@ async def measure(tmp: Path, pool: int, tasks: int) -> list[float]:
     async with ScriptedLLMServer(default=Scenario.bundled("noop"), api_key="bench-key") as provider:
         base_url = await provider.start_tcp("127.0.0.1", 0)
         home = HomeLayout(tmp / f"h{pool}")
-        config = EmbeddedConfig(home=home, llm=LLMSettings(base_url, "bench-key", "bench"), warm_pool=pool,
+        config = RunnerConfig(home=home, llm=LLMSettings(base_url, "bench-key", "bench"), warm_pool=pool,
                                 workers=1)
-        async with EmbeddedRunner(config), RunnerClient(f"unix:{home.runner_socket}") as client:
+        async with Runner(config), RunnerClient(f"unix:{home.runner_socket}") as client:
             for i in range(tasks + 1):
                 await asyncio.sleep(0.6)  # the pool refills between tasks
                 seen = len(provider.chat_requests)

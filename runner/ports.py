@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from runner.domain.models import ArtifactRef, Digest, Event, EventPayload, Manifest, TaskRecord, TaskState
 
@@ -60,6 +60,15 @@ class BlobStore(Protocol):
 
     async def get_bytes(self, tenant: str, digest: Digest) -> bytes:
         """Read a whole (small) blob into memory, verified. Raises `NotFound`."""
+
+
+@runtime_checkable
+class SignsLinks(Protocol):
+    """A blob store that can hand out links which download a blob without credentials (presigned URLs)."""
+
+    def download_url(self, tenant: str, digest: Digest, filename: str, expires_s: int) -> str:
+        """A URL that serves the blob as `filename` until `expires_s` seconds from now."""
+        ...
 
 
 class TaskStore(Protocol):

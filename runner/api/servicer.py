@@ -249,6 +249,13 @@ class RunnerServicer(pb_grpc.RunnerServicer):
             await context.abort(status_of(exc), str(exc))
 
 
+    @_rpc
+    async def GetArtifactLink(self, request: pb.GetArtifactLinkRequest, context: Ctx) -> pb.GetArtifactLinkResponse:
+        url, expires_at = await self._service.artifact_link(
+            self._tenant(context), request.task_id, request.name, request.expires_in_seconds)
+        return pb.GetArtifactLinkResponse(url=url, expires_at=expires_at)
+
+
 def add_to_server(servicer: RunnerServicer, server: aio.Server) -> None:
     pb_grpc.add_RunnerServicer_to_server(servicer, server)
 

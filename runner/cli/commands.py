@@ -229,6 +229,11 @@ async def cmd_artifacts(args: argparse.Namespace) -> int:
         if args.out:
             for path in await download_artifacts(client, task, Path(args.out), args.name or None):
                 sys.stdout.write(f"{path}\n")
+        elif args.link:
+            for ref in task.artifacts:
+                if not args.name or ref.name in args.name:
+                    url, _ = await client.artifact_link(task.id, ref.name, args.expires)
+                    sys.stdout.write(f"{ref.name}\t{url}\n")
         else:
             for ref in task.artifacts:
                 if not args.name or ref.name in args.name:

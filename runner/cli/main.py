@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from runner.cli import deployment
 from runner.domain.errors import (
     CodexError,
     FailedPrecondition,
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     art.add_argument("task_id")
     art.add_argument("--out", metavar="DIR", help="download them into DIR (default: only list them)")
     art.add_argument("--name", action="append", default=[], help="only this artifact (repeatable)")
+    art.add_argument("--link", action="store_true",
+                     help="print share links that download each artifact without a token (runner on MinIO)")
+    art.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                     help="how long the links work (default 3600, at most 604800)")
 
     app = sub.add_parser("apply", help="apply a task's diff to the workspace with git apply")
     app.add_argument("task_id")
@@ -72,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("runner", help="run or stop a runner").add_subparsers(dest="runner_command", required=True)
     serve = srv.add_parser("serve", help="serve the runner API (and, embedded, a worker and the gateway)")
     serve.add_argument("--embedded", action="store_true",
-                       help="embedded adapters under CODEX_SYS_HOME (the default; the only mode so far)")
+                       help="embedded adapters under CODEX_SYS_HOME (the default when no NATS URL is given)")
     serve.add_argument("--listen", action="append", default=[], metavar="ADDR",
                        help="extra TCP address host:port (needs --token-file)")
     serve.add_argument("--token-file", help="file of 'TOKEN TENANT' lines for TCP clients")
@@ -80,11 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=0, help="tasks run at once (default: CODEX_SYS_WORKERS or 2)")
     serve.add_argument("--warm-pool", type=int, default=-1,
                        help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
+    deployment.add_flags(serve)
     srv.add_parser("stop", help="stop the embedded runner")
 
-    wrk = sub.add_parser("worker", help="run a worker (and its gateway) on the runner state under CODEX_SYS_HOME")
-    wrk.add_argument("--workers", type=int, default=0)
-    wrk.add_argument("--warm-pool", type=int, default=-1)
+    wrk = sub.add_parser("worker", help="run a worker and its gateway: on NATS + MinIO, or on the embedded "
+                                        "state under CODEX_SYS_HOME")
+    wrk.add_argument("--workers", type=int, default=0, help="tasks run at once (default: CODEX_SYS_WORKERS or 2)")
+    wrk.add_argument("--warm-pool", type=int, default=-1,
+                     help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
+    deployment.add_flags(wrk)
 
     lsp = sub.add_parser("lsp", help="serve the language server over stdio (for editors)")
     lsp.add_argument("--stdio", action="store_true",

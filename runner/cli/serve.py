@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from runner import logs
-from runner.composition import EmbeddedConfig, EmbeddedRunner
+from runner.cli import deployment
+from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, codex_home
+from runner.domain.errors import InvalidArgument
 
 
 async def _until_signalled() -> None:
@@ -31,8 +35,10 @@ async def _until_signalled() -> None:
             loop.remove_signal_handler(sig)
 
 
-def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_worker: bool) -> EmbeddedConfig:
-    overrides: dict[str, object] = {"run_api": run_api, "run_worker": run_worker}
+def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_worker: bool) -> RunnerConfig:
+    role = "runner" if run_api else "worker"
+    overrides: dict[str, object] = {"run_api": run_api, "run_worker": run_worker,
+                                    "distributed": deployment.distributed_settings(args, name=f"codex-sys-{role}")}
     if getattr(args, "workers", 0):
         overrides["workers"] = args.workers
     if getattr(args, "warm_pool", -1) >= 0:
@@ -41,12 +47,31 @@ def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_wo
         overrides["tcp_listen"] = tuple(args.listen)
     if getattr(args, "token_file", None):
         overrides["token_file"] = Path(args.token_file)
-    return EmbeddedConfig.from_env(home, **overrides)
+    return RunnerConfig.from_env(home, **overrides)
 
 
-async def _serve(config: EmbeddedConfig, pid_file: Path | None) -> int:
+@contextlib.contextmanager
+def _worker_lock(home: HomeLayout) -> Iterator[None]:
+    """One worker per home: its gateway socket and sandboxes folder are its own."""
+    home.ensure()
+    with open(home.root / "worker.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidArgument(
+                f"another worker already runs with CODEX_SYS_HOME={home.root}; give each worker process a "
+                "home of its own (its gateway socket and sandboxes live there)") from None
+        yield
+
+
+async def _serve(config: RunnerConfig, pid_file: Path | None) -> int:
     logs.configure(os.environ.get("CODEX_SYS_LOG_LEVEL", "INFO"))
-    async with EmbeddedRunner(config):
+    with _worker_lock(config.home) if config.run_worker else contextlib.nullcontext():
+        return await _serve_locked(config, pid_file)
+
+
+async def _serve_locked(config: RunnerConfig, pid_file: Path | None) -> int:
+    async with Runner(config):
         if pid_file is not None:
             pid_file.write_text(f"{os.getpid()}\n")
         try:

@@ -117,6 +117,12 @@ class RunnerClient(AsyncClosing):
         finally:
             call.cancel()
 
+    async def artifact_link(self, task_id: str, name: str, expires_s: int = 0) -> tuple[str, float]:
+        """(url, expires_at) of a link that downloads the artifact without a token."""
+        req = pb.GetArtifactLinkRequest(task_id=task_id, name=name, expires_in_seconds=expires_s)
+        resp = await self._unary(self._stub.GetArtifactLink, req)
+        return resp.url, resp.expires_at
+
     async def artifact_bytes(self, task_id: str, name: str) -> bytes:
         return b"".join([chunk async for chunk in self.artifact(task_id, name)])
 

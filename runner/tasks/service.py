@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -20,7 +21,7 @@ from typing import Protocol
 from runner.domain import models as m
 from runner.domain.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from runner.domain.paths import check_relative_path, check_symlink_targets, validate_manifest
-from runner.ports import BlobStore, EventLog, QueuedTask, TaskQueue, TaskStore
+from runner.ports import BlobStore, EventLog, QueuedTask, SignsLinks, TaskQueue, TaskStore
 from runner.tasks.ids import check_task_id, new_task_id
 
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 CancelListener = Callable[[str], Awaitable[None]]
 
 MAX_INSTRUCTION_CHARS = 100_000
+DEFAULT_LINK_S = 3600
+MAX_LINK_S = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
 CHECKED_MANIFESTS = 1024
 
 
@@ -209,16 +212,33 @@ class TaskService:
             raise FailedPrecondition(f"task {task_id} is {record.state.value}; its artifacts exist once it ends")
         return ref, self.blobs.read(tenant, ref.digest)
 
+    async def artifact_link(self, tenant: str, task_id: str, name: str, expires_s: int) -> tuple[str, float]:
+        """A link that downloads one artifact without a token until it expires: (url, expires_at)."""
+        if expires_s < 0 or expires_s > MAX_LINK_S:
+            raise InvalidArgument(f"a link can last from 1 s to {MAX_LINK_S} s (7 days), not {expires_s} s")
+        expires_s = expires_s or DEFAULT_LINK_S
+        ref, chunks = await self.artifact(tenant, task_id, name)
+        await chunks.aclose()  # type: ignore[attr-defined]  # an async generator never started
+        if not isinstance(self.blobs, SignsLinks):
+            raise FailedPrecondition(
+                "this runner keeps blobs on its own disk and cannot sign links; download the artifact with "
+                "`codex-sys artifacts` instead, or run the runner on MinIO (docs/scale-out.md)")
+        url = self.blobs.download_url(tenant, ref.digest, f"{task_id}-{name}", expires_s)
+        return url, time.time() + expires_s
+
     # ---- state changes ----------------------------------------------------------------------------
 
     async def transition(self, task_id: str, state: m.TaskState, reason: str = "",
                          update: Callable[[m.TaskRecord], m.TaskRecord] | None = None,
-                         if_from: Sequence[m.TaskState] = ()) -> m.TaskRecord | None:
+                         if_from: Sequence[m.TaskState] = (), if_attempt: int | None = None) -> m.TaskRecord | None:
         """Move a task to `state`; None when the move is not allowed from its current state (e.g. it
-        was cancelled meanwhile). Retries compare-and-set conflicts."""
+        was cancelled meanwhile), or, with `if_attempt`, when the task is no longer at that attempt (a
+        later delivery took it over). Retries compare-and-set conflicts."""
         for _ in range(50):
             record = await self.store.get(task_id)
             if if_from and record.state not in if_from:
+                return None
+            if if_attempt is not None and record.attempt != if_attempt:
                 return None
             if record.state != state and not m.can_transition(record.state, state):
                 return None
@@ -237,11 +257,11 @@ class TaskService:
 
     async def finish(self, task_id: str, state: m.TaskState, reason: str,
                      update: Callable[[m.TaskRecord], m.TaskRecord] | None = None,
-                     if_from: Sequence[m.TaskState] = ()) -> m.TaskRecord | None:
+                     if_from: Sequence[m.TaskState] = (), if_attempt: int | None = None) -> m.TaskRecord | None:
         """Move a task to a final state and append its result event, once."""
         if not state.final:
             raise ValueError(f"{state} is not a final state")
-        stored = await self.transition(task_id, state, reason, update, if_from)
+        stored = await self.transition(task_id, state, reason, update, if_from, if_attempt)
         if stored is None or stored.state is not state:
             return None
         await self.events.append(task_id, m.TaskResult(state, reason, stored.files_changed,

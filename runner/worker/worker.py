@@ -8,6 +8,16 @@ The queue decides retries: a `TemporaryError` (a dependency down) naks with its 
 ends the task FAILED with a reason first and then acks, so a task never hangs unreported. Cancellation
 arrives in process (`TaskService.on_cancel`) or through the record's `cancel_requested` flag, which the
 worker polls while the sandbox runs; either way the sandbox is killed and the task ends CANCELLED.
+
+Attempts are fenced. Every delivery of a task is an attempt, numbered by the queue and written into the
+record when it starts. If the record's attempt moves past this delivery's while the sandbox runs (the
+queue gave the task to another worker because this one missed its heartbeats: a pause, a partition),
+this worker stops its sandbox and walks away without writing a state, a result or an ack, and every
+state change it makes is conditional on the record still being at its attempt: one task, one result.
+
+Stopping (`stop()`): no new deliveries are taken; a delivery still being handled when its slot is
+cancelled is handed back to the queue at once (`nak(0)`), so another worker starts it as its next
+attempt instead of waiting out the ack deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from runner.domain import models as m
 from runner.domain.errors import CodexError, NotFound, TemporaryError
 from runner.gateway.budget import Budget
 from runner.gateway.session import SessionReport
-from runner.ports import Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
+from runner.ports import BlobStore, Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
 from runner.tasks.service import TaskService
 from runner.worker.sessions import LLMSessions
 
@@ -41,10 +51,16 @@ class _Cancelled(Exception):
     pass
 
 
+class _Superseded(Exception):
+    """The task moved on to a later attempt (another worker has it)."""
+
+
 class Worker:
     def __init__(self, service: TaskService, queue: TaskQueue, executor: Executor, sessions: LLMSessions,
-                 config: WorkerConfig | None = None) -> None:
+                 config: WorkerConfig | None = None, blobs: BlobStore | None = None) -> None:
         self._service = service
+        # Where the worker stores what it makes (the transcript, notes for missing artifacts).
+        self._blobs = blobs or service.blobs
         self._queue = queue
         self._executor = executor
         self._sessions = sessions
@@ -109,6 +125,16 @@ class Worker:
         task_id = delivery.task.task_id
         try:
             await self._handle(delivery)
+        except asyncio.CancelledError:
+            if self._stopping.is_set():
+                # Stopped with the task in hand: give it back now rather than after the ack deadline.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._hand_back(delivery))
+            raise
+        except _Superseded:
+            log.warning("task taken over by a later attempt; this attempt stops without a result",
+                        extra={"task_id": task_id, "attempt": delivery.attempt})
+            return
         except TemporaryError as exc:
             log.warning("task will be retried", extra={"task_id": task_id, "error": str(exc)})
             await delivery.nak(exc.delay_s)
@@ -117,10 +143,17 @@ class Worker:
             reason = str(exc) if isinstance(exc, CodexError) else f"internal error: {type(exc).__name__}: {exc}"
             log.exception("task failed", extra={"task_id": task_id})
             with contextlib.suppress(Exception):
-                await self._service.finish(task_id, m.TaskState.FAILED, reason)
+                await self._service.finish(task_id, m.TaskState.FAILED, reason, if_attempt=delivery.attempt)
             await delivery.term()
             return
         await delivery.ack()
+
+    async def _hand_back(self, delivery: Delivery) -> None:
+        await delivery.nak(0)
+        await self._service.events.append(delivery.task.task_id, m.LogLine(
+            "runner", f"attempt {delivery.attempt} stopped: its worker is shutting down; the task goes back "
+                      "to the queue"))
+        log.info("task handed back", extra={"task_id": delivery.task.task_id, "attempt": delivery.attempt})
 
     async def _handle(self, delivery: Delivery) -> None:
         task_id = delivery.task.task_id
@@ -141,6 +174,7 @@ class Worker:
         if prepared is None:  # cancelled or ended meanwhile
             return
         record = prepared
+        log.info("task started", extra={"task_id": task_id, "attempt": delivery.attempt})
         manifest = await self._service.load_manifest(record.tenant, record.manifest_digest)
         token = self._sessions.open_session(task_id, record.tenant, Budget.from_limits(record.limits))
         report: SessionReport | None = None
@@ -160,7 +194,7 @@ class Worker:
                 cancelled = True
         finally:
             report = await self._sessions.close_session(task_id)
-        await self._conclude(record, outcome, report, cancelled)
+        await self._conclude(record, delivery.attempt, outcome, report, cancelled)
 
     async def _run_sandbox(self, task_id: str, job: SandboxJob, delivery: Delivery) -> SandboxOutcome:
         run = asyncio.create_task(self._executor.run(job), name=f"sandbox-{task_id}")
@@ -177,6 +211,11 @@ class Worker:
                     with contextlib.suppress(TemporaryError):
                         await delivery.in_progress()
                 current = await self._service.store.get(task_id)
+                if current.attempt != job.attempt:
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await run
+                    raise _Superseded
                 if current.cancel_requested or current.state.final:
                     self._cancelled.add(task_id)
                     run.cancel()
@@ -194,11 +233,11 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await run
 
-    async def _conclude(self, record: m.TaskRecord, outcome: SandboxOutcome | None, report: SessionReport,
-                        cancelled: bool) -> None:
+    async def _conclude(self, record: m.TaskRecord, attempt: int, outcome: SandboxOutcome | None,
+                        report: SessionReport, cancelled: bool) -> None:
         task_id = record.id
         artifacts = {a.name: a for a in (outcome.artifacts if outcome else ())}
-        blobs = self._service.blobs
+        blobs = self._blobs
         artifacts["llm_response.txt"] = m.ArtifactRef(
             "llm_response.txt", await blobs.put_bytes(record.tenant, report.transcript))
         result: AgentResult | None = None
@@ -237,8 +276,11 @@ class Worker:
             return replace(r, artifacts=ordered, usage=report.usage, files_changed=files_changed)
 
         if state is m.TaskState.COMPLETED:
-            await self._service.transition(task_id, m.TaskState.UPLOADING)
-        await self._service.finish(task_id, state, reason, update=finalize)
+            await self._service.transition(task_id, m.TaskState.UPLOADING, if_attempt=attempt)
+        if await self._service.finish(task_id, state, reason, update=finalize, if_attempt=attempt) is None:
+            current = await self._service.store.get(task_id)
+            if current.attempt != attempt:
+                raise _Superseded
 
 
 def _missing_note(name: str, state: m.TaskState, reason: str) -> str:

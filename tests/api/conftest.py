@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.client.connection import RunnerClient
-from runner.composition import EmbeddedConfig, EmbeddedRunner
+from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, LLMSettings
 from runner.tasks.service import ServiceLimits
 
@@ -20,7 +20,7 @@ MAX_BLOB = 64 * 1024
 
 @dataclass
 class Api:
-    runner: EmbeddedRunner
+    runner: Runner
     home: HomeLayout
     tcp: str
 
@@ -36,8 +36,8 @@ async def api(short_tmp: Path) -> AsyncIterator[Api]:
     tokens = short_tmp / "tokens"
     tokens.write_text(f"# token tenant\n{TOKEN_A} tenant-a\n{TOKEN_B} tenant-b\n")
     home = HomeLayout(short_tmp / "home")
-    config = EmbeddedConfig(home=home, llm=LLMSettings(None, None, "test-model"), run_worker=False,
+    config = RunnerConfig(home=home, llm=LLMSettings(None, None, "test-model"), run_worker=False,
                             tcp_listen=("127.0.0.1:0",), token_file=tokens, max_blob_bytes=MAX_BLOB,
                             limits=ServiceLimits(max_files=50, max_snapshot_bytes=200_000))
-    async with EmbeddedRunner(config) as runner:
+    async with Runner(config) as runner:
         yield Api(runner, home, f"127.0.0.1:{runner.tcp_port}")

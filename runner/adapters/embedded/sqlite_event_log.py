@@ -19,8 +19,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from runner.adapters.embedded.db import StateDB
-from runner.adapters.json_codec import decode_payload, encode_payload
 from runner.adapters.embedded.signals import Broadcast, wait
+from runner.adapters.json_codec import decode_payload, encode_payload
 from runner.closing import AsyncClosing
 from runner.domain.errors import InvalidArgument, Unavailable
 from runner.domain.models import Event, EventPayload

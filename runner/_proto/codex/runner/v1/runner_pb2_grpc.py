@@ -81,6 +81,11 @@ class RunnerStub:
                 request_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactRequest.SerializeToString,
                 response_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactResponse.FromString,
                 _registered_method=True)
+        self.GetArtifactLink = channel.unary_unary(
+                '/codex.runner.v1.Runner/GetArtifactLink',
+                request_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.SerializeToString,
+                response_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServicer:
@@ -146,6 +151,14 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetArtifactLink(self, request, context):
+        """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
+        URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +201,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.GetArtifact,
                     request_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactRequest.FromString,
                     response_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactResponse.SerializeToString,
+            ),
+            'GetArtifactLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArtifactLink,
+                    request_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.FromString,
+                    response_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +430,33 @@ class Runner:
             '/codex.runner.v1.Runner/GetArtifact',
             codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactRequest.SerializeToString,
             codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifactLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codex.runner.v1.Runner/GetArtifactLink',
+            codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.SerializeToString,
+            codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

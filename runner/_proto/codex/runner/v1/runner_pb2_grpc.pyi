@@ -55,6 +55,10 @@ class RunnerStub:
     CancelTask: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CancelTaskRequest, _runner_pb2.CancelTaskResponse]
     GetArtifact: _grpc.UnaryStreamMultiCallable[_runner_pb2.GetArtifactRequest, _runner_pb2.GetArtifactResponse]
     """Streams one artifact of a task."""
+    GetArtifactLink: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetArtifactLinkRequest, _runner_pb2.GetArtifactLinkResponse]
+    """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
+    URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+    """
 
 @_typing.type_check_only
 class RunnerAsyncStub(RunnerStub):
@@ -82,6 +86,10 @@ class RunnerAsyncStub(RunnerStub):
     CancelTask: _aio.UnaryUnaryMultiCallable[_runner_pb2.CancelTaskRequest, _runner_pb2.CancelTaskResponse]  # type: ignore[assignment]
     GetArtifact: _aio.UnaryStreamMultiCallable[_runner_pb2.GetArtifactRequest, _runner_pb2.GetArtifactResponse]  # type: ignore[assignment]
     """Streams one artifact of a task."""
+    GetArtifactLink: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetArtifactLinkRequest, _runner_pb2.GetArtifactLinkResponse]  # type: ignore[assignment]
+    """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
+    URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+    """
 
 class RunnerServicer(metaclass=_abc_1.ABCMeta):
     """The runner's API. Uploads follow Bazel's remote-execution CAS: the client computes the digests of a
@@ -154,5 +162,15 @@ class RunnerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_runner_pb2.GetArtifactResponse], _abc.AsyncIterator[_runner_pb2.GetArtifactResponse]]:
         """Streams one artifact of a task."""
+
+    @_abc_1.abstractmethod
+    def GetArtifactLink(
+        self,
+        request: _runner_pb2.GetArtifactLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.GetArtifactLinkResponse, _abc.Awaitable[_runner_pb2.GetArtifactLinkResponse]]:
+        """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
+        URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+        """
 
 def add_RunnerServicer_to_server(servicer: RunnerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,12 +1,17 @@
-"""Composition: the one place that chooses adapters and wires the runner together.
+"""`Runner`: one runner process, the API and/or a worker, over the backends `open_backends` chose.
 
-`EmbeddedRunner` is the zero-infrastructure runner of one machine: SQLite task store, event log and
-queue plus a filesystem CAS under CODEX_SYS_HOME, the gRPC API on a 0600 unix socket, the gateway on
-another, and (unless `run_worker` is off) a worker with bubblewrap sandboxes and a warm pool.
+The API serves gRPC on a 0600 unix socket under CODEX_SYS_HOME and on any TCP addresses given (bearer
+tokens from the token file). A worker brings its gateway (on another unix socket under the home, the
+sandboxes' one channel out), a local bubblewrap executor with a warm pool, and `concurrency` slots. A
+process with the API also sweeps the tasks the queue gave up on (see `runner.worker.exhausted`).
 
-When no LLM provider is configured (no OPENAI_BASE_URL and no OPENAI_API_KEY), the runner starts the
+When no LLM provider is configured (no OPENAI_BASE_URL and no OPENAI_API_KEY), a worker starts the
 scripted OpenAI-compatible model in process and points the gateway at it: the demo works offline.
 `CODEX_SYS_SCRIPTED_SCENARIO` names a scenario file or a bundled scenario (default: `demo-fix-calc`).
+
+Shutdown (SIGTERM): the API stops taking calls and drains its streams; the worker takes no new
+deliveries; tasks in hand get `shutdown_grace_s` to finish, and the others are stopped and handed back
+to the queue at once (another worker starts them again as their next attempt).
 """
 
 from __future__ import annotations
@@ -20,22 +25,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
-from runner.adapters.embedded.db import StateDB, open_state_db
-from runner.adapters.embedded.fs_blob_store import FsBlobStore
-from runner.adapters.embedded.sqlite_event_log import SqliteEventLog
-from runner.adapters.embedded.sqlite_task_queue import SqliteTaskQueue
-from runner.adapters.embedded.sqlite_task_store import SqliteTaskStore
 from runner.adapters.local_executor.executor import LocalExecutor
 from runner.api.auth import load_token_file
-from runner.api.codec import manifest_from_bytes, manifest_to_bytes
 from runner.api.server import ApiServer
+from runner.composition.backends import Backends, DistributedSettings, open_backends
+from runner.composition.codec import ProtoManifestCodec
 from runner.config import HomeLayout, LLMSettings
-from runner.domain import models as m
 from runner.gateway.server import Gateway
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
+from runner.worker.retrying_blobs import RetryingBlobStore
 from runner.worker.worker import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -45,26 +46,26 @@ MAX_BLOB_BYTES = 512 << 20
 SHUTDOWN_GRACE_S = 3.0
 
 
-class ProtoManifestCodec:
-    """Manifests are stored as serialized `codex.runner.v1.Manifest` messages."""
-
-    def encode(self, manifest: m.Manifest) -> bytes:
-        return manifest_to_bytes(manifest)
-
-    def decode(self, data: bytes) -> m.Manifest:
-        return manifest_from_bytes(data)
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
+    if number < 0:
+        raise ValueError(f"{name}={value!r} is negative")
+    return number
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a whole number") from None
+    number = _env_number(name, default)
+    if number != int(number):
+        raise ValueError(f"{name}={os.environ.get(name)!r} is not a whole number")
+    return int(number)
 
 
 @dataclass(frozen=True, slots=True)
-class EmbeddedConfig:
+class RunnerConfig:
     home: HomeLayout
     llm: LLMSettings
     run_api: bool = True
@@ -75,16 +76,23 @@ class EmbeddedConfig:
     token_file: Path | None = None
     scripted_scenario: str = DEFAULT_SCENARIO
     max_blob_bytes: int = MAX_BLOB_BYTES
-    # The only consumer of this state: at start, deliveries a crashed predecessor held are taken back
-    # at once (as their next attempt) instead of after their ack deadline.
+    # The only consumer of an embedded state: at start, deliveries a crashed predecessor held are taken
+    # back at once (as their next attempt) instead of after their ack deadline.
     sole_consumer: bool = True
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    # NATS and MinIO; None for the embedded stores under `home`.
+    distributed: DistributedSettings | None = None
+    # How long tasks in hand may run on after SIGTERM before they are stopped and handed back.
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
 
     @classmethod
-    def from_env(cls, home: HomeLayout, **overrides: object) -> EmbeddedConfig:
+    def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
+        worker = WorkerConfig(heartbeat_s=_env_number("CODEX_SYS_HEARTBEAT", WorkerConfig().heartbeat_s))
         base = cls(home=home, llm=LLMSettings.from_env(),
                    workers=_env_int("CODEX_SYS_WORKERS", 2), warm_pool=_env_int("CODEX_SYS_WARM_POOL", 1),
-                   scripted_scenario=os.environ.get("CODEX_SYS_SCRIPTED_SCENARIO") or DEFAULT_SCENARIO)
+                   scripted_scenario=os.environ.get("CODEX_SYS_SCRIPTED_SCENARIO") or DEFAULT_SCENARIO,
+                   shutdown_grace_s=_env_number("CODEX_SYS_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S), worker=worker)
         return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -94,11 +102,10 @@ def _load_scenario(name: str) -> Scenario:
     return Scenario.bundled(name)
 
 
-class EmbeddedRunner:
-    def __init__(self, config: EmbeddedConfig) -> None:
+class Runner:
+    def __init__(self, config: RunnerConfig) -> None:
         self.config = config
-        self._db: StateDB | None = None
-        self._blobs: FsBlobStore | None = None
+        self._backends: Backends | None = None
         self._scripted: ScriptedLLMServer | None = None
         self._gateway: Gateway | None = None
         self._executor: LocalExecutor | None = None
@@ -108,7 +115,7 @@ class EmbeddedRunner:
         self._api: ApiServer | None = None
         self.service: TaskService | None = None
 
-    async def __aenter__(self) -> EmbeddedRunner:
+    async def __aenter__(self) -> Runner:
         try:
             await self.start()
         except BaseException:
@@ -124,10 +131,7 @@ class EmbeddedRunner:
         cfg = self.config
         home = cfg.home
         home.ensure()
-        self._db = await open_state_db(home.state_db)
-        store, events = SqliteTaskStore(self._db), SqliteEventLog(self._db)
-        queue = SqliteTaskQueue(self._db)
-        self._blobs = FsBlobStore(home.blobs, cfg.max_blob_bytes)
+        backends = self._backends = await open_backends(home, cfg.distributed, max_blob_bytes=cfg.max_blob_bytes)
         llm = cfg.llm
         if cfg.run_worker and not (llm.base_url or llm.api_key):
             self._scripted = ScriptedLLMServer(default=_load_scenario(cfg.scripted_scenario))
@@ -135,21 +139,27 @@ class EmbeddedRunner:
             llm = LLMSettings(base_url=base_url, api_key=None, model=llm.model)
             log.info("no LLM provider configured: using the scripted model",
                      extra={"scenario": cfg.scripted_scenario})
-        self.service = TaskService(store, events, queue, self._blobs, ProtoManifestCodec(), llm.model, cfg.limits)
+        self.service = TaskService(backends.store, backends.events, backends.queue, backends.blobs,
+                                   ProtoManifestCodec(), llm.model, cfg.limits)
         if cfg.run_worker:
             self._gateway = Gateway(llm, TaskEventSink(self.service), home.gateway_socket, home.transcripts)
             await self._gateway.start()
-            self._executor = LocalExecutor(self._blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool)
+            # A shared store can be briefly down: the worker's writes ride that out instead of losing a
+            # task's outputs. The local store is never "down", and keeps its fast file copies unwrapped.
+            blobs = RetryingBlobStore(backends.blobs) if backends.distributed else backends.blobs
+            self._executor = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool)
             await self._executor.start()
-            self._worker = Worker(self.service, queue, self._executor, self._gateway,
-                                  WorkerConfig(concurrency=cfg.workers))
-            if cfg.sole_consumer:
-                released = await queue.release_leases()
+            self._worker = Worker(self.service, backends.queue, self._executor, self._gateway,
+                                  replace(cfg.worker, concurrency=cfg.workers), blobs=blobs)
+            if cfg.sole_consumer and backends.release_leases is not None:
+                released = await backends.release_leases()
                 if released:
                     log.info("tasks of a previous run taken back", extra={"tasks": released})
             self._worker_task = asyncio.create_task(self._worker.run(), name="worker")
             self._worker_task.add_done_callback(_log_exit)
-            self._sweeper = asyncio.create_task(sweep_forever(self.service, queue), name="exhausted-sweeper")
+        if cfg.run_api or not backends.distributed:
+            # Whoever owns the API owns the sweep; an embedded worker-only process sweeps its own state.
+            self._sweeper = asyncio.create_task(sweep_forever(self.service, backends.queue), name="exhausted-sweeper")
             self._sweeper.add_done_callback(_log_exit)
         if cfg.run_api:
             tokens = load_token_file(cfg.token_file) if cfg.token_file else {}
@@ -179,9 +189,8 @@ class EmbeddedRunner:
         if self._worker is not None:
             self._worker.stop()
         if self._worker_task is not None:
-            # Tasks in hand get a moment to finish; the rest are stopped and, never acked, are
-            # delivered again when a runner starts on this state.
-            done, _ = await asyncio.wait({self._worker_task}, timeout=SHUTDOWN_GRACE_S)
+            # Tasks in hand get a moment to finish; the rest are stopped and handed back to the queue.
+            done, _ = await asyncio.wait({self._worker_task}, timeout=self.config.shutdown_grace_s)
             if not done:
                 self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,16 +206,14 @@ class EmbeddedRunner:
                 except Exception:
                     log.exception("close failed", extra={"component": type(closer).__name__})
                 step(f"{type(closer).__name__}_ms")
-        if self._blobs is not None:
-            await self._blobs.close()
-        if self._db is not None:
-            await self._db.close()
+        if self._backends is not None:
+            await self._backends.close()
         if steps:
             log.info("runner stopped", extra=steps)
         self._api = self._worker = self._worker_task = self._executor = self._sweeper = None
-        self._gateway = self._scripted = self._db = self._blobs = None
+        self._gateway = self._scripted = self._backends = None
 
 
 def _log_exit(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("worker stopped", exc_info=task.exception())
+        log.error("background task stopped", extra={"task": task.get_name()}, exc_info=task.exception())
