@@ -1,7 +1,17 @@
-"""End-to-end fixtures: the real `codex-sys` console script, the embedded runner it starts on demand
-(real gRPC over its unix socket, real bubblewrap sandboxes), and a scripted OpenAI-compatible provider
-on a real TCP port that the runner reaches through its gateway, holding a provider key the sandbox must
-never see."""
+"""End-to-end fixtures: the real `codex-sys` console script, a runner, and a scripted OpenAI-compatible
+provider on a real TCP port that the runner reaches through its gateway, holding a provider key the
+sandbox must never see.
+
+Every test that uses `codex_factory` runs against both deployments (the `deployment` fixture):
+
+* `embedded`: the runner the CLI starts on demand (real gRPC over its unix socket, SQLite, a local CAS,
+  real bubblewrap sandboxes);
+* `distributed`: a `codex-sys runner serve` process (API only, TCP with a bearer token) and a
+  `codex-sys worker` process (its own home, gateway and sandboxes) on the session's real NATS JetStream
+  and MinIO, each test with its own streams and bucket (`deployments.Distributed`).
+
+A test that is about one deployment only says so with `@pytest.mark.parametrize("deployment", [...],
+indirect=True)`."""
 
 from __future__ import annotations
 
@@ -19,6 +29,8 @@ from typing import Any
 import pytest
 
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+
+from .deployments import Distributed
 
 REPO = Path(__file__).resolve().parents[2]
 CODEX = str(Path(sys.executable).parent / "codex-sys")
@@ -55,6 +67,7 @@ class Codex:
     home: Path
     env: dict[str, str]
     started: list[str] = field(default_factory=list)
+    cluster: Distributed | None = None
 
     async def run(self, *args: str, cwd: Path | None = None, timeout: float = 60) -> CliResult:
         proc = await asyncio.create_subprocess_exec(
@@ -80,6 +93,8 @@ class Codex:
         return self.home.parent / f"{self.home.name}-cli-stderr.txt"
 
     def runner_log(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.logs()
         path = self.home / "runner.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -120,19 +135,44 @@ def codex_env(home: Path, provider: Provider) -> dict[str, str]:
     return env
 
 
+DEPLOYMENTS = ("embedded", "distributed")
+
+
+@pytest.fixture(params=DEPLOYMENTS)
+def deployment(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def codex_factory(short_tmp: Path) -> AsyncIterator[Any]:
+async def codex_factory(short_tmp: Path, deployment: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     made: list[Codex] = []
 
     async def make(provider: Provider) -> Codex:
         home = short_tmp / f"home{len(made)}"
-        codex = Codex(home, codex_env(home, provider))
+        env = codex_env(home, provider)
+        if deployment == "embedded":
+            codex = Codex(home, env)
+        else:
+            root = short_tmp / f"cluster{len(made)}"
+            root.mkdir()
+            base = {k: v for k, v in env.items() if k != "CODEX_SYS_HOME"}
+            cluster = Distributed(CODEX, root, request.getfixturevalue("nats_server"),
+                                  request.getfixturevalue("minio_server"), base)
+            codex = Codex(home, env, cluster=cluster)  # registered first: closed even if a start fails
+            made.append(codex)
+            await cluster.start_runner()
+            await cluster.start_worker()
+            codex.env = cluster.client_env(home)
+            return codex
         made.append(codex)
         return codex
 
     yield make
     for codex in made:
-        await codex.run("runner", "stop", timeout=30)
+        if codex.cluster is not None:
+            await codex.cluster.close()
+        else:
+            await codex.run("runner", "stop", timeout=30)
 
 
 async def read_until_tool_call(proc: asyncio.subprocess.Process, codex: Codex) -> str:

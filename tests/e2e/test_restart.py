@@ -15,6 +15,7 @@ from .conftest import copy_example, read_until_tool_call
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # distributed: tests/faults
 async def test_a_task_survives_the_runner_being_killed(short_tmp, provider_factory, codex_factory):
     steps = [{"tool_calls": [{"name": "run_shell_command", "arguments": {"command_string": "sleep 2; echo SLEPT"}}]},
              {"tool_calls": [{"name": "write_file_content",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,29 @@ async def test_apply_works_in_a_workspace_below_the_top_of_a_git_repository(shor
     assert apply.returncode == 0, apply.stderr
     assert "return a / b" in (ws / "calc.py").read_text()
     assert not (repo / "calc.py").exists()
+
+
+async def test_share_links_download_artifacts_without_a_token_from_minio(short_tmp, provider_factory, codex_factory,
+                                                                         deployment):
+    provider = await provider_factory(Scenario.bundled("demo-fix-calc"))
+    codex = await codex_factory(provider)
+    ws = copy_example(short_tmp)
+    res = await codex.run("run", "--json", "Fix the failing test in calc.py", cwd=ws)
+    task_id = res.result["task_id"]
+
+    links = await codex.run("artifacts", task_id, "--link", "--name", "diff.patch", "--expires", "60")
+
+    if deployment == "embedded":
+        assert links.returncode == 2
+        assert "cannot sign links" in links.stderr and "codex-sys artifacts" in links.stderr
+        return
+    assert links.returncode == 0, links.stderr
+    name, url = links.stdout.strip().split("\t")
+    assert name == "diff.patch" and url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=10) as resp:  # no token, no credentials: the link is enough
+        body = resp.read().decode()
+        disposition = resp.headers["Content-Disposition"]
+    assert "+    return a / b" in body
+    assert f"{task_id}-diff.patch" in disposition
+    too_long = await codex.run("artifacts", task_id, "--link", "--expires", "999999999")
+    assert too_long.returncode == 2 and "7 days" in too_long.stderr
