@@ -77,19 +77,24 @@ class _Body:
         self.response = response
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.eof = False
 
     def next(self, n: int) -> bytes:
         chunk: bytes = self.response.read(n)  # type: ignore[attr-defined]
         self.hasher.update(chunk)
         self.size += len(chunk)
+        self.eof = len(chunk) < n  # urllib3 returns less than asked only at the end
         return chunk
 
     def matches(self, digest: Digest) -> bool:
         return self.size == digest.size and self.hasher.hexdigest() == digest.hash
 
     def close(self, _done: object = None) -> None:
+        """Give the connection back to the pool when the body was read to its end; otherwise close it
+        (what is left unread would be read as the next answer)."""
         with contextlib.suppress(Exception):
-            self.response.close()  # type: ignore[attr-defined]
+            if not self.eof:
+                self.response.close()  # type: ignore[attr-defined]
             self.response.release_conn()  # type: ignore[attr-defined]
 
 
