@@ -6,12 +6,13 @@ idempotent (and retried through an outage within `retry_s`).
 
 **Receive** sends a pull request for one message to the consumer `workers` and waits for the answer: a
 message, or the server's "408 Request Timeout" when the request's `expires` (the receive timeout; 10 ms
-for `timeout_s=0`) runs out. Each request gets its own reply subject under one wildcard subscription of
-the queue, so concurrent receivers never take each other's answers. Because the server always answers an
-expiring request, a receiver never gives up before the server does and so never leaves behind a request
-that would later take a message nobody waits for; should that happen anyway (the connection dropped, or
-the receiving task was cancelled), the orphan is nak'ed at once so it goes to another worker without
-waiting for its ack deadline. A receiver does not spin through an outage: without a connection it raises
+for `timeout_s=0`) runs out. Each request has an inbox of its own that ends with its one answer, so
+concurrent receivers never take each other's answers. Because the server always answers an expiring
+request, a receiver never gives up before the server does and so never leaves behind a request that
+would later take a message nobody waits for (nats-py's `fetch` does, when its client-side timer wins, and
+it refuses a zero timeout). Should that happen anyway (the connection dropped, or the receiving task was
+cancelled), the inbox stays until the answer comes and a message in it is nak'ed at once, so it goes to
+another worker without waiting for its ack deadline. A receiver does not spin through an outage: without a connection it raises
 `Unavailable` at once (the worker sleeps its delay), and a disconnect wakes waiting receivers with it.
 Two receivers never get the same delivery: JetStream hands each message to one pull request at a time.
 
