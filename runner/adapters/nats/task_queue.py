@@ -12,9 +12,10 @@ request, a receiver never gives up before the server does and so never leaves be
 would later take a message nobody waits for (nats-py's `fetch` does, when its client-side timer wins, and
 it refuses a zero timeout). Should that happen anyway (the connection dropped, or the receiving task was
 cancelled), the inbox stays until the answer comes and a message in it is nak'ed at once, so it goes to
-another worker without waiting for its ack deadline. A receiver does not spin through an outage: without a connection it raises
-`Unavailable` at once (the worker sleeps its delay), and a disconnect wakes waiting receivers with it.
-Two receivers never get the same delivery: JetStream hands each message to one pull request at a time.
+another worker without waiting for its ack deadline. A receiver does not spin through an outage:
+without a connection it raises `Unavailable` at once (the worker sleeps its delay), and a disconnect
+wakes waiting receivers with it. Two receivers never get the same delivery: JetStream hands each
+message to one pull request at a time.
 
 **Delivery**: `attempt` is the message's delivery count; `in_progress()` (`+WPI`) restarts the ack
 deadline; `ack()`, `nak(delay)` and `term()` are requests the server confirms, retried within `retry_s`
