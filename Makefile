@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export CODEX_SYS_BWRAP ?= bwrap
 
-.PHONY: setup system-deps protos protos-check lint typecheck vscode test test-fast demo bench clean
+.PHONY: setup system-deps minio protos protos-check lint typecheck vscode test test-fast demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,8 +13,11 @@ $(BIN)/python:
 setup: $(BIN)/python  ## install the project and its development tools into .venv
 	$(BIN)/pip install -q -e '.[dev]'
 
-system-deps:  ## Debian packages the sandboxes and tests need (run as root)
+system-deps:  ## Debian packages the sandboxes and tests need (run as root), nats-server included
 	bash scripts/install_system_deps.sh
+
+minio:  ## build the MinIO server from source at the pinned commit (cached; the tests start it)
+	bash scripts/build_minio.sh >/dev/null
 
 protos: setup  ## regenerate runner/_proto from protos/
 	$(BIN)/python scripts/gen_protos.py
@@ -32,16 +35,16 @@ typecheck: setup
 vscode:  ## lint, type-check, test and package the VS Code extension (editors/vscode -> build/codex-sys.vsix)
 	bash scripts/build_vscode.sh
 
-test: system-deps setup protos-check lint typecheck vscode  ## everything CI runs
+test: system-deps minio setup protos-check lint typecheck vscode  ## everything CI runs
 	$(BIN)/pytest -q
 
-test-fast: setup
+test-fast: system-deps minio setup
 	$(BIN)/pytest -q -m 'not e2e'
 
 demo: system-deps setup  ## run the example task on the embedded runner
 	bash scripts/demo.sh
 
-bench: setup
+bench: system-deps minio setup
 	$(BIN)/python -m bench.run_all
 
 clean:
