@@ -3,12 +3,15 @@ other owners, and the settings that describe them checked with clear errors."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
+from minio.credentials import StaticProvider
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from minio.minioadmin import MinioAdmin
 from servers import MinioServer
 
 from runner.adapters.minio import Lifecycle, MinioBlobStore, S3Settings
@@ -121,3 +124,38 @@ def test_the_public_endpoint_may_be_a_url_or_host_port() -> None:
     assert S3Settings(**base, public_endpoint="files.example.com:8443", secure=True).public_host_and_tls() == \
         ("files.example.com:8443", True)
     assert "secret" not in repr(S3Settings(**base))
+
+
+async def test_keys_that_may_use_objects_but_not_manage_the_bucket_still_work(
+        minio_server: MinioServer, raw: Minio, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker's keys often may read and write objects only: the store opens (the rules cannot be
+    checked: a warning says so) and works; keys with no right at all are refused at once."""
+    settings = settings_of(minio_server)
+    raw.make_bucket(settings.bucket)
+    admin = MinioAdmin(endpoint=minio_server.endpoint, secure=False,
+                       credentials=StaticProvider(minio_server.access_key, minio_server.secret_key))
+    bucket = f"arn:aws:s3:::{settings.bucket}"
+    admin.policy_add(f"{settings.bucket}-objects", policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": [bucket]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"{bucket}/*"]},
+    ]})
+    worker_key, nobody_key = f"{settings.bucket}-worker", f"{settings.bucket}-nobody"
+    admin.user_add(worker_key, "worker-secret-123")
+    admin.attach_policy([f"{settings.bucket}-objects"], user=worker_key)
+    admin.user_add(nobody_key, "nobody-secret-123")
+
+    worker = S3Settings(endpoint=minio_server.endpoint, access_key=worker_key, secret_key="worker-secret-123",
+                        bucket=settings.bucket)
+    with caplog.at_level(logging.WARNING, logger="runner.adapters.minio.lifecycle"):
+        async with await MinioBlobStore.open(worker, max_blob_size=MAX_BLOB_SIZE) as store:
+            digest = await store.put_bytes("tenant", b"written with object rights only")
+            assert await store.find_missing("tenant", [digest]) == []
+            assert await store.get_bytes("tenant", digest) == b"written with object rights only"
+    assert any("lifecycle rules" in r.getMessage() for r in caplog.records)
+    assert raw.get_bucket_lifecycle(settings.bucket) is None
+
+    nobody = S3Settings(endpoint=minio_server.endpoint, access_key=nobody_key, secret_key="nobody-secret-123",
+                        bucket=settings.bucket)
+    with pytest.raises(PermanentError, match=nobody_key):
+        await MinioBlobStore.open(nobody, max_blob_size=MAX_BLOB_SIZE)

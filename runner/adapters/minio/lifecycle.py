@@ -12,7 +12,9 @@ layout (`keys`), each expiring objects a number of days after they were written 
 S3 has one lifecycle configuration per bucket, so rules are merged, not replaced: rules of other owners
 (any ID not starting with `codex-sys-`) are kept as they are, the runner's own are replaced by the
 wanted set, and the configuration is written only when it differs, so starting many runners does not
-rewrite it each time. Interrupted multipart uploads need no rule: MinIO removes them itself after a day
+rewrite it each time. Keys that may use objects but not manage the bucket's lifecycle are accepted
+with a warning: the store works, and derived data expires once an administrator installs the rules.
+Interrupted multipart uploads need no rule: MinIO removes them itself after a day
 (its `stale_uploads_expiry`), and it refuses `AbortIncompleteMultipartUpload` rules anyway.
 """
 
@@ -83,10 +85,19 @@ def ensure_bucket(client: Minio, bucket: str, lifecycle: Lifecycle) -> bool:
         except S3Error as exc:
             if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
-    current = client.get_bucket_lifecycle(bucket)
     wanted = wanted_rules(lifecycle)
-    if not _ours_exactly(current, wanted):
-        client.set_bucket_lifecycle(bucket, merged(current, wanted))
-        changed = True
-        log.info("set the bucket's lifecycle rules", extra={"bucket": bucket, "rules": wanted})
+    try:
+        current = client.get_bucket_lifecycle(bucket)
+        if not _ours_exactly(current, wanted):
+            client.set_bucket_lifecycle(bucket, merged(current, wanted))
+            changed = True
+            log.info("set the bucket's lifecycle rules", extra={"bucket": bucket, "rules": wanted})
+    except S3Error as exc:
+        if exc.code not in ("AccessDenied", "NotImplemented"):
+            raise
+        # Keys that may read and write objects but not manage the bucket (a worker's, say) still work;
+        # only the expiry of derived data depends on someone installing the rules.
+        log.warning("could not check or install the bucket's lifecycle rules; packs, staged uploads and "
+                    "set-aside blobs expire only if an administrator installs them (see docs/minio.md)",
+                    extra={"bucket": bucket, "code": exc.code, "rules": wanted})
     return changed
