@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -44,6 +45,12 @@ RETRIES = 3
 def pool_manager(settings: S3Settings, size: int, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  read_timeout_s: float = READ_TIMEOUT_S, retries: int = RETRIES) -> urllib3.PoolManager:
     """Blocking (reads the CA file)."""
+    if settings.ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidArgument(f"S3 setting ca_file: {settings.ca_file} is not a readable file of PEM "
+                                  f"certificates: {exc}") from exc
     retry = urllib3.Retry(
         total=retries, connect=retries, read=1, status=retries, other=0, backoff_factor=0.1, backoff_max=1.0,
         status_forcelist=(500, 502, 503, 504), raise_on_status=False, respect_retry_after_header=True)
