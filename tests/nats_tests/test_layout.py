@@ -36,13 +36,16 @@ async def test_every_object_exists_after_open(open_adapters: OpenAdapters) -> No
     assert (await kv.status()).bucket == layout.tasks_bucket
 
 
-async def test_ensure_layout_twice_changes_nothing(open_adapters: OpenAdapters, prefix: str) -> None:
+async def test_ensure_layout_twice_changes_nothing(open_adapters: OpenAdapters, prefix: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     adapters = await open_adapters()
     js = adapters.connection.js
-    before = {name: (await js.stream_info(name)).created for name in streams_of(adapters.layout)}
-    again = await ensure_layout(js, prefix, JetStreamLimits())
+    before = {name: (await js.stream_info(name)).config for name in streams_of(adapters.layout)}
+    with caplog.at_level(logging.INFO, "runner.adapters.nats.layout"):
+        again = await ensure_layout(js, prefix, JetStreamLimits())
     assert again == adapters.layout
-    assert {name: (await js.stream_info(name)).created for name in streams_of(again)} == before
+    assert caplog.records == []  # nothing created, nothing updated
+    assert {name: (await js.stream_info(name)).config for name in streams_of(again)} == before
 
 
 async def test_processes_setting_up_at_once_all_succeed(nats_server: NatsServer, open_adapters: OpenAdapters,

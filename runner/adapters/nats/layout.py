@@ -122,7 +122,8 @@ class Layout:
                 description="codex-sys: max-deliveries advisories of the task queue, until the task is failed",
                 subjects=[self.advisory_subject], retention=api.RetentionPolicy.LIMITS,
                 discard=api.DiscardPolicy.OLD, storage=storage, num_replicas=limits.replicas,
-                max_age=limits.advisories_max_age_s, max_msgs=-1, max_bytes=-1),
+                duplicate_window=limits.duplicate_window_s, max_age=limits.advisories_max_age_s, max_msgs=-1,
+                max_bytes=-1),
             # The same stream nats-py's `create_key_value` makes, without the fields 2.9 does not know.
             api.StreamConfig(
                 name=self.tasks_stream, description="codex-sys: task records (KV bucket)",
