@@ -24,10 +24,17 @@ pytestmark = pytest.mark.timeout(60)
 async def test_connecting_where_no_server_listens_raises_unavailable_within_the_timeout() -> None:
     settings = NatsSettings(servers=(f"nats://127.0.0.1:{free_port()}",), connect_timeout_s=1.0)
     started = time.monotonic()
-    with pytest.raises(Unavailable, match=r"NATS at nats://127\.0\.0\.1:\d+ did not answer within 1 s") as caught:
+    with pytest.raises(Unavailable, match=r"NATS at nats://127\.0\.0\.1:\d+ did not accept a connection \(last "
+                                          r"error: ConnectionRefusedError.*\) within 1 s") as caught:
         await NatsConnection.connect(settings)
     assert time.monotonic() - started < 5
     assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+async def test_tls_asked_for_but_not_offered_is_refused(nats_server: NatsServer) -> None:
+    settings = NatsSettings(servers=(nats_server.url.replace("nats://", "tls://"),), connect_timeout_s=2.0)
+    with pytest.raises(Unavailable, match="does not offer TLS"):
+        await NatsConnection.connect(settings)
 
 
 async def test_a_restarted_server_is_reconnected_to_and_every_change_is_logged_and_announced(

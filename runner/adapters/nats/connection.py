@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
@@ -81,6 +82,9 @@ class NatsConnection(AsyncClosing):
         self._listeners: list[Listener] = []
         self._up = asyncio.Event()
         self._closed = False
+        self._last_error: Exception | None = None
+        self._errors_while_down = 0
+        self._down_since = 0.0
 
     @classmethod
     async def connect(cls, settings: NatsSettings) -> NatsConnection:
@@ -103,9 +107,19 @@ class NatsConnection(AsyncClosing):
                     reconnected_cb=conn._on_reconnected, closed_cb=conn._on_closed)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await conn._nc.close()
-            reason = "did not answer" if isinstance(exc, TimeoutError) else f"refused the connection: {exc}"
+            last = conn._last_error
+            if not isinstance(exc, TimeoutError):
+                reason = f"refused the connection: {exc}"
+            elif last is not None:
+                reason = f"did not accept a connection (last error: {type(last).__name__}: {last})"
+            else:
+                reason = "did not answer"
             raise Unavailable(f"NATS at {conn.url} {reason} within {settings.connect_timeout_s:g} s; is the "
                               "server running and reachable with these credentials?") from exc
+        if not conn._tls_in_use():
+            await conn._nc.close()
+            raise Unavailable(f"NATS at {conn.url} does not offer TLS, which these settings ask for; refusing to "
+                              "talk to it in plain text")
         conn._js = conn._nc.jetstream(timeout=settings.request_timeout_s)
         conn._up.set()
         log.info("connected to NATS", extra={"url": conn.url, "server_version": str(conn._nc.connected_server_version),
@@ -217,18 +231,41 @@ class NatsConnection(AsyncClosing):
         if isinstance(exc, nats.errors.SlowConsumerError):
             log.warning("NATS slow consumer: messages dropped", extra={"subject": exc.subject, "sid": exc.sid})
             return
-        log.warning("NATS connection error", extra={"url": self.url, "error": f"{type(exc).__name__}: {exc}"})
+        # While the server is away every reconnect attempt fails: the first failure is worth a warning,
+        # the next ones (four a second) only at debug level.
+        self._last_error = exc
+        self._errors_while_down += 1
+        level = logging.WARNING if self._errors_while_down == 1 else logging.DEBUG
+        log.log(level, "NATS connection error", extra={"url": self.url, "error": f"{type(exc).__name__}: {exc}"})
 
     async def _on_disconnected(self) -> None:
         if self._closed:
             return
         self._up.clear()
+        self._down_since = time.monotonic()
         log.warning("disconnected from NATS; reconnecting", extra={"url": self.url})
         self._announce("disconnected")
 
+    def _tls_in_use(self) -> bool:
+        """False when TLS was asked for and the server did not require it: nats-py then stays in plain text
+        (it upgrades only when the server's INFO says `tls_required`; on 2.9 there is no TLS-first mode)."""
+        if not self.settings.tls:
+            return True
+        info: dict[str, object] = getattr(self._nc, "_server_info", {})
+        return bool(info.get("tls_required"))
+
     async def _on_reconnected(self) -> None:
+        if not self._tls_in_use():
+            log.error("NATS server reconnected to does not offer TLS; closing the connection",
+                      extra={"url": self.url})
+            await self.close()
+            return
         self._up.set()
-        log.info("reconnected to NATS", extra={"url": self.url})
+        down_s = round(time.monotonic() - self._down_since, 3) if self._down_since else None
+        log.info("reconnected to NATS", extra={"url": self.url, "down_s": down_s,
+                                                "failed_attempts": self._errors_while_down})
+        self._errors_while_down = 0
+        self._last_error = None
         self._announce("reconnected")
 
     async def _on_closed(self) -> None:
