@@ -61,6 +61,11 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("closing the NATS connection failed", exc_info=task.exception())
+
+
 def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     """A client TLS context from the settings' CA and client certificate, or None without TLS."""
     if not settings.tls:
@@ -82,6 +87,7 @@ class NatsConnection(AsyncClosing):
         self._listeners: list[Listener] = []
         self._up = asyncio.Event()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self._last_error: Exception | None = None
         self._errors_while_down = 0
         self._down_since = 0.0
@@ -258,7 +264,9 @@ class NatsConnection(AsyncClosing):
         if not self._tls_in_use():
             log.error("NATS server reconnected to does not offer TLS; closing the connection",
                       extra={"url": self.url})
-            await self.close()
+            # Not awaited here: this callback runs in nats-py's reconnect task, which closing cancels.
+            self._closing = asyncio.create_task(self.close(), name="nats-close-without-tls")
+            self._closing.add_done_callback(_log_failure)
             return
         self._up.set()
         down_s = round(time.monotonic() - self._down_since, 3) if self._down_since else None
