@@ -121,7 +121,7 @@ class Packs:
                     except NotFound:
                         self._forget(tenant, key)
                         log.info("pack vanished; building it again", extra={"tenant": tenant, "pack": key})
-                        continue
+                        break
                     return await unpack_in_thread(path, manifest, root, expected=digest)
             pending = self._building.get((tenant, key))
             if pending is not None:
