@@ -3,8 +3,12 @@ executors and the CLI import these and nothing else from the two packages."""
 
 from __future__ import annotations
 
+import pytest
+
 import runner.adapters.minio
 import runner.snapshots
+
+pytestmark = pytest.mark.timeout(10)
 
 
 def test_public_names() -> None:
