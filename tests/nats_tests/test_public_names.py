@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 import runner.adapters.nats as package
+
+pytestmark = pytest.mark.timeout(10)
 
 
 def test_the_public_names_are_these() -> None:
