@@ -33,6 +33,7 @@ from runner.composition.codec import ProtoManifestCodec
 from runner.config import HomeLayout, LLMSettings
 from runner.gateway.server import Gateway
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+from runner.snapshots.packs import HasPacks
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
@@ -147,7 +148,9 @@ class Runner:
             # A shared store can be briefly down: the worker's writes ride that out instead of losing a
             # task's outputs. The local store is never "down", and keeps its fast file copies unwrapped.
             blobs = RetryingBlobStore(backends.blobs) if backends.distributed else backends.blobs
-            self._executor = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool)
+            packs = backends.blobs.packs if isinstance(backends.blobs, HasPacks) else None
+            self._executor = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool,
+                                           packs=packs)
             await self._executor.start()
             self._worker = Worker(self.service, backends.queue, self._executor, self._gateway,
                                   replace(cfg.worker, concurrency=cfg.workers), blobs=blobs)

@@ -54,6 +54,7 @@ from runner.adapters.local_executor.pool import WarmPool
 from runner.adapters.local_executor.sandbox import SANDBOX_PREFIX, Sandbox, SandboxConfig, force_rmtree
 from runner.domain.errors import FailedPrecondition
 from runner.ports import BlobStore, SandboxJob, SandboxOutcome
+from runner.snapshots.packs import Packs
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,13 @@ class LocalExecutor:
         use_cgroups: bool = True,
         sandbox_uid: int = 1000,
         sandbox_gid: int = 1000,
+        packs: Packs | None = None,
     ) -> None:
         if pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         self._blobs = blobs
+        # Packed snapshots, when the store keeps them (MinIO): one GET per task instead of one per file.
+        self._packs = packs
         self._root = Path(sandboxes_root).absolute()
         self._gateway_socket = Path(gateway_socket).absolute()
         self._agent = agent or AgentCommand.default()
@@ -210,7 +214,8 @@ class LocalExecutor:
             deadline = asyncio.timeout(max(0.0, limits.wall_time_s - (t1 - t0)))
             try:
                 async with deadline:
-                    stats = await materialize(self._blobs, job.task.tenant, job.manifest, sandbox.workspace)
+                    stats = await materialize(self._blobs, job.task.tenant, job.manifest, sandbox.workspace,
+                                              packs=self._packs)
                     t2 = time.monotonic()
                     phase = "running"
                     await sandbox.send_spec(job.agent_spec_json)

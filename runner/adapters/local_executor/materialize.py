@@ -132,23 +132,16 @@ async def _stream_files(blobs: BlobStore, tenant: str, files: Sequence[ManifestE
 
 
 def _packs_of(blobs: object) -> Packs | None:
-    """The packs of a store that keeps them and cannot copy blobs into files itself, looking through
-    wrappers that expose the store they wrap as `inner` (the worker's `RetryingBlobStore`)."""
-    for _ in range(4):
-        if isinstance(blobs, CopiesBlobsToFiles):
-            return None
-        if isinstance(blobs, HasPacks):
-            return blobs.packs
-        blobs = getattr(blobs, "inner", None)
-        if blobs is None:
-            return None
-    return None
+    """The packs of a store that keeps them and cannot copy blobs into files itself."""
+    if isinstance(blobs, CopiesBlobsToFiles) or not isinstance(blobs, HasPacks):
+        return None
+    return blobs.packs
 
 
 async def materialize(blobs: BlobStore, tenant: str, manifest: Manifest, root: Path, *,
                       packs: Packs | None = None) -> Materialized:
     """Write every entry of `manifest` under the (empty) folder `root`. `packs` (default: the store's
-    own, when it or the store it wraps keeps packs) makes it go through the snapshot's pack."""
+    own, when it keeps packs) makes it go through the snapshot's pack."""
     entries = sorted(manifest.entries, key=lambda e: e.path)
     for entry in entries:
         check_relative_path(entry.path, "manifest path")
