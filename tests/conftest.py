@@ -6,9 +6,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from servers import MinioServer, NatsServer
+from servers import MinioServer, NatsServer, ServerProcess
+
+S = TypeVar("S", bound=ServerProcess)
 
 
 @pytest.fixture
@@ -23,56 +26,51 @@ def short_tmp() -> Iterator[Path]:
 # ---- real infrastructure: one NATS and one MinIO per test session (each test uses its own names) ------
 
 
+def _session_server(kind: type[S], prefix: str) -> Iterator[S]:
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    server = kind(workdir)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _private_servers(kind: type[S], folder: Path) -> Iterator[Callable[[], S]]:
+    started: list[S] = []
+
+    def make() -> S:
+        workdir = folder / f"{kind.__name__.lower()}{len(started)}"
+        workdir.mkdir()
+        server = kind(workdir)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop(kill=True)
+
+
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:
     """A `nats-server -js` shared by the session. Tests must not stop it: `nats_server_factory` gives
     a private one for fault tests."""
-    workdir = Path(tempfile.mkdtemp(prefix="cx-nats-", dir="/tmp"))
-    server = NatsServer(workdir).start()
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    yield from _session_server(NatsServer, "cx-nats-")
 
 
 @pytest.fixture(scope="session")
 def minio_server() -> Iterator[MinioServer]:
     """A MinIO server shared by the session; each test makes its own bucket."""
-    workdir = Path(tempfile.mkdtemp(prefix="cx-minio-", dir="/tmp"))
-    server = MinioServer(workdir).start()
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    yield from _session_server(MinioServer, "cx-minio-")
 
 
 @pytest.fixture
 def nats_server_factory(short_tmp: Path) -> Iterator[Callable[[], NatsServer]]:
     """Private NATS servers a test may stop, kill and restart."""
-    started: list[NatsServer] = []
-
-    def make() -> NatsServer:
-        workdir = short_tmp / f"nats{len(started)}"
-        workdir.mkdir()
-        server = NatsServer(workdir).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop(kill=True)
+    yield from _private_servers(NatsServer, short_tmp)
 
 
 @pytest.fixture
 def minio_server_factory(short_tmp: Path) -> Iterator[Callable[[], MinioServer]]:
     """Private MinIO servers a test may stop and restart."""
-    started: list[MinioServer] = []
-
-    def make() -> MinioServer:
-        workdir = short_tmp / f"minio{len(started)}"
-        workdir.mkdir()
-        server = MinioServer(workdir).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop(kill=True)
+    yield from _private_servers(MinioServer, short_tmp)

@@ -62,7 +62,7 @@ def find_minio() -> str:
     return found
 
 
-class _Process:
+class ServerProcess:
     """A server process with its output in a log file."""
 
     def __init__(self, name: str, workdir: Path) -> None:
@@ -103,7 +103,7 @@ class _Process:
         except OSError:
             return ""
 
-    def start(self) -> _Process:
+    def start(self) -> ServerProcess:
         raise NotImplementedError
 
     def restart(self, *, kill: bool = False, down_s: float = 0.0) -> None:
@@ -128,7 +128,7 @@ class _Process:
             proc.wait(timeout=5)
 
 
-class NatsServer(_Process):
+class NatsServer(ServerProcess):
     """`nats-server -js` on a free loopback port, its JetStream store under `workdir`."""
 
     def __init__(self, workdir: Path) -> None:
@@ -149,7 +149,7 @@ class NatsServer(_Process):
 
 
 
-class MinioServer(_Process):
+class MinioServer(ServerProcess):
     """`minio server` on a free loopback port with random root credentials, its data under `workdir`."""
 
     def __init__(self, workdir: Path) -> None:
