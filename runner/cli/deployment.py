@@ -83,6 +83,15 @@ def _number(env: str, default: float) -> float:
     return value
 
 
+def _whole(env: str, default: int) -> int:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidArgument(f"{env}={raw!r} must be a positive whole number")
+    return int(raw)
+
+
 def _s3_endpoint(raw: str, what: str) -> tuple[str, bool]:
     """`host:port` and whether TLS is on, from `http(s)://host:port` or a bare `host:port` (TLS off)."""
     if "://" not in raw:
@@ -99,7 +108,7 @@ def distributed_settings(args: argparse.Namespace, *, name: str) -> DistributedS
     if not nats_url:
         return None
     # Imported here: every other command of the CLI starts without the NATS and MinIO clients.
-    from runner.adapters.minio import S3Settings
+    from runner.adapters.minio import Lifecycle, S3Settings
     from runner.adapters.nats import JetStreamLimits, NatsSettings
     from runner.composition import DistributedSettings
 
@@ -126,11 +135,20 @@ def distributed_settings(args: argparse.Namespace, *, name: str) -> DistributedS
     if not access_key or not secret_key:
         raise InvalidArgument("set CODEX_SYS_S3_ACCESS_KEY and CODEX_SYS_S3_SECRET_KEY (or their *_FILE variants)")
     public = _pick(args, "s3_public_endpoint", "CODEX_SYS_S3_PUBLIC_ENDPOINT")
+    lifecycle = Lifecycle()
+    blobs_days = _whole("CODEX_SYS_S3_BLOBS_DAYS", 0)
+    lifecycle = Lifecycle(packs_days=_whole("CODEX_SYS_S3_PACKS_DAYS", lifecycle.packs_days),
+                          staging_days=lifecycle.staging_days, quarantine_days=lifecycle.quarantine_days,
+                          blobs_days=blobs_days or None, margin_days=lifecycle.margin_days)
     s3 = S3Settings(endpoint=endpoint, access_key=access_key, secret_key=secret_key,
                     bucket=_pick(args, "s3_bucket", "CODEX_SYS_S3_BUCKET") or DEFAULT_BUCKET, secure=secure,
                     region=_pick(args, "s3_region", "CODEX_SYS_S3_REGION") or "us-east-1",
-                    public_endpoint=public or None, ca_file=_file(args, "s3_ca_file", "CODEX_SYS_S3_CA_FILE"))
+                    public_endpoint=public or None, ca_file=_file(args, "s3_ca_file", "CODEX_SYS_S3_CA_FILE"),
+                    lifecycle=lifecycle)
     limits = JetStreamLimits()
     limits = replace(limits, ack_wait_s=_number("CODEX_SYS_QUEUE_ACK_WAIT", limits.ack_wait_s),
-                     max_deliver=int(_number("CODEX_SYS_QUEUE_MAX_DELIVER", limits.max_deliver)))
+                     max_deliver=_whole("CODEX_SYS_QUEUE_MAX_DELIVER", limits.max_deliver),
+                     events_max_age_s=_number("CODEX_SYS_EVENTS_MAX_AGE", limits.events_max_age_s),
+                     events_max_bytes=_whole("CODEX_SYS_EVENTS_MAX_BYTES", limits.events_max_bytes),
+                     replicas=_whole("CODEX_SYS_NATS_REPLICAS", limits.replicas))
     return DistributedSettings(nats=nats, s3=s3, jetstream=limits)
