@@ -43,3 +43,28 @@ async def test_the_task_of_a_killed_worker_completes_on_another_with_one_result(
     assert survivor is not doomed
     diff = (await codex.run("diff", task_id)).stdout
     assert diff.count("+survived") == 1, diff
+
+
+async def test_a_task_whose_every_attempt_lost_its_worker_fails_with_a_reason(short_tmp, provider_factory,
+                                                                              cluster_factory):
+    provider = await provider_factory(slow_scenario(30))
+    cluster = await cluster_factory(provider)
+    await cluster.start_runner()
+    await cluster.start_worker(slots=1, CODEX_SYS_QUEUE_MAX_DELIVER="1")
+    codex = cli(cluster, short_tmp / "cli")
+    ws = copy_example(short_tmp)
+
+    proc = await codex.start("run", "--json", "Write notes", cwd=ws)
+    task_id = await read_until_tool_call(proc, codex)
+    await worker_of(cluster, task_id).kill()
+    # Asks for work, which is when JetStream gives up on the task. The limit is the consumer's, shared by
+    # every process: each must be started with the same one (the last to start sets it).
+    await cluster.start_worker(slots=1, CODEX_SYS_QUEUE_MAX_DELIVER="1")
+
+    rest, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 1, codex.stderr_file.read_text()[-2000:] + cluster.logs()
+    result = json.loads(rest.decode().splitlines()[-1])
+    assert result["status"] == "FAILED"
+    assert "started 1 times and no attempt finished" in result["reason"], result
+    events = events_of((await codex.run("watch", "--json", task_id)).stdout)
+    assert_gap_free_once(events, "a late watcher")
