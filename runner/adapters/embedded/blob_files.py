@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner.adapters.blob_checks import mismatch
 from runner.domain.errors import InvalidArgument, NotFound, Unavailable
 from runner.domain.models import Digest
 
@@ -65,11 +66,6 @@ def write_all(fd: int, chunks: Sequence[bytes]) -> None:
 def unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def mismatch(digest: Digest, actual: str) -> InvalidArgument:
-    return InvalidArgument(f"blob {digest}: the uploaded bytes hash to sha256:{actual}, not to the digest; "
-                           "nothing was stored")
 
 
 def damaged(tenant: str, digest: Digest) -> Unavailable:
@@ -120,12 +116,6 @@ class BlobFiles:
         if hasher.hexdigest() != digest.hash or sum(map(len, chunks)) != digest.size:
             raise mismatch(digest, hasher.hexdigest())
         self.write_and_publish(tenant, digest, chunks)
-
-    @staticmethod
-    def verify(digest: Digest, data: bytes) -> None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest.hash or len(data) != digest.size:
-            raise mismatch(digest, actual)
 
     def write_and_publish(self, tenant: str, digest: Digest, chunks: Sequence[bytes]) -> None:
         fd, tmp = self.new_tmp()

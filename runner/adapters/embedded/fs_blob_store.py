@@ -22,12 +22,13 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from runner.adapters.blob_checks import check_blob_size, verify
 from runner.adapters.embedded.blob_files import BlobFiles, check_tenant, damaged
 from runner.adapters.embedded.blob_index import BlobIndex
 from runner.adapters.embedded.fs_blob_writer import FsBlobWriter
 from runner.adapters.embedded.io_batch import BatchRunner
 from runner.closing import AsyncClosing
-from runner.domain.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from runner.domain.errors import InvalidArgument, NotFound, Unavailable
 from runner.domain.models import Digest
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,13 @@ class FsBlobStore(AsyncClosing):
 
     async def writer(self, tenant: str, digest: Digest) -> FsBlobWriter:
         check_tenant(tenant)
-        self._check_size(digest.size, digest)
+        check_blob_size(digest.size, digest, self.max_blob_size)
         self._check_open()
         return FsBlobWriter(self._files, self._io, tenant, digest, self._writers, self._stored)
 
     async def put_bytes(self, tenant: str, data: bytes) -> Digest:
         check_tenant(tenant)
-        self._check_size(len(data), None)
+        check_blob_size(len(data), None, self.max_blob_size)
         self._check_open()
         digest = await self._io.run(lambda: self._files.put(tenant, data), nbytes=len(data))
         self._stored(tenant)
@@ -87,12 +88,12 @@ class FsBlobStore(AsyncClosing):
     async def put_many(self, tenant: str, items: Sequence[tuple[Digest, bytes]]) -> None:
         check_tenant(tenant)
         for digest, _ in items:
-            self._check_size(digest.size, digest)
+            check_blob_size(digest.size, digest, self.max_blob_size)
         self._check_open()
 
         def store_all() -> None:
             for digest, data in items:
-                self._files.verify(digest, data)
+                verify(digest, data)
             for digest, data in items:
                 self._files.write_and_publish(tenant, digest, (data,))
 
@@ -169,12 +170,6 @@ class FsBlobStore(AsyncClosing):
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the blob store is closed")
-
-    def _check_size(self, size: int, digest: Digest | None) -> None:
-        if size > self.max_blob_size:
-            what = f"blob {digest}" if digest else "data"
-            raise ResourceExhausted(
-                f"{what} is {size} bytes, over the limit of {self.max_blob_size} bytes per blob")
 
     def _stored(self, tenant: str) -> None:
         """A blob was stored for `tenant`: refresh its listings once writes pause."""

@@ -40,15 +40,16 @@ from typing import Any, BinaryIO, TypeVar
 from minio.commonconfig import CopySource
 from minio.error import S3Error
 
+from runner.adapters.blob_checks import check_blob_size, verify
 from runner.adapters.minio import keys
-from runner.adapters.minio.blob_writer import MinioBlobWriter, mismatch
+from runner.adapters.minio.blob_writer import MinioBlobWriter
 from runner.adapters.minio.client import CONNECT_TIMEOUT_S, DEFAULT_THREADS, READ_TIMEOUT_S, RETRIES, S3Calls
 from runner.adapters.minio.errors import translate
 from runner.adapters.minio.lifecycle import ensure_bucket
 from runner.adapters.minio.presence import Presence
 from runner.adapters.minio.settings import S3Settings
 from runner.closing import AsyncClosing
-from runner.domain.errors import InvalidArgument, ResourceExhausted, Unavailable
+from runner.domain.errors import InvalidArgument, Unavailable
 from runner.domain.models import Digest
 from runner.snapshots.folders import FILE_FLAGS, write_all
 from runner.snapshots.packs import PackRef, Packs
@@ -151,12 +152,12 @@ class MinioBlobStore(AsyncClosing):
 
     async def writer(self, tenant: str, digest: Digest) -> MinioBlobWriter:
         keys.tenant_segment(tenant)
-        self._check_size(digest.size, digest)
+        check_blob_size(digest.size, digest, self.max_blob_size)
         return MinioBlobWriter(self, tenant, digest)
 
     async def put_bytes(self, tenant: str, data: bytes) -> Digest:
         keys.tenant_segment(tenant)
-        self._check_size(len(data), None)
+        check_blob_size(len(data), None, self.max_blob_size)
 
         def hash_and_upload() -> Digest:
             digest = Digest.of(data)
@@ -168,15 +169,13 @@ class MinioBlobStore(AsyncClosing):
     async def put_many(self, tenant: str, items: Sequence[tuple[Digest, bytes]]) -> None:
         keys.tenant_segment(tenant)
         for digest, _ in items:
-            self._check_size(digest.size, digest)
+            check_blob_size(digest.size, digest, self.max_blob_size)
         if not items:
             return
 
         def verify_all() -> None:
             for digest, data in items:
-                actual = hashlib.sha256(data).hexdigest()
-                if actual != digest.hash or len(data) != digest.size:
-                    raise mismatch(digest, actual)
+                verify(digest, data)
 
         await self._calls.run(f"verifying {len(items)} blobs", verify_all)
         unique = list({digest: data for digest, data in items}.items())
@@ -408,11 +407,6 @@ class MinioBlobStore(AsyncClosing):
     def _damaged(self, tenant: str, digest: Digest) -> Unavailable:
         return Unavailable(f"blob {digest} of tenant {tenant!r} is damaged in {self.settings.describe()} (its bytes "
                            "no longer match its digest); it was set aside, upload it again")
-
-    def _check_size(self, size: int, digest: Digest | None) -> None:
-        if size > self.max_blob_size:
-            what = f"blob {digest}" if digest else "data"
-            raise ResourceExhausted(f"{what} is {size} bytes, over the limit of {self.max_blob_size} bytes per blob")
 
 
 def _missing(tenant: str, digest: Digest) -> str:
