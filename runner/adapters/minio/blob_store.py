@@ -33,7 +33,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -211,21 +211,9 @@ class MinioBlobStore(AsyncClosing):
                 yield first
             return
         body = first
-        reading: concurrent.futures.Future[bytes] | None = None
-        try:
-            while True:
-                reading = self._calls.submit(lambda: body.next(chunk_size))
-                chunk = await self._wait(reading, action, missing)
-                if not chunk:
-                    break
-                if body.size > digest.size:
-                    break  # longer than the digest says: damaged, whatever follows
+        async with contextlib.aclosing(self._stream(body, chunk_size, action, missing, digest.size)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            if reading is not None and not reading.done():
-                reading.add_done_callback(body.close)
-            else:
-                body.close()
         if not body.matches(digest):
             await self._calls.run(f"setting damaged blob {digest} aside", lambda: self._quarantine(tenant, digest))
             raise self._damaged(tenant, digest)
@@ -273,19 +261,9 @@ class MinioBlobStore(AsyncClosing):
         except asyncio.CancelledError:
             opening.add_done_callback(_close_opened)
             raise
-        reading: concurrent.futures.Future[bytes] | None = None
-        try:
-            while True:
-                reading = self._calls.submit(lambda: body.next(chunk_size))
-                chunk = await self._wait(reading, action, None)
-                if not chunk:
-                    return
+        async with contextlib.aclosing(self._stream(body, chunk_size, action, None)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            if reading is not None and not reading.done():
-                reading.add_done_callback(body.close)
-            else:
-                body.close()
 
     async def delete_staged(self, key: str) -> None:
         """Remove `staging/<key>` (no error if it is not there)."""
@@ -377,6 +355,27 @@ class MinioBlobStore(AsyncClosing):
             if error is exc:
                 raise
             raise error from exc
+
+    async def _stream(self, body: _Body, chunk_size: int, action: str, missing: str | None,
+                      most: int | None = None) -> AsyncGenerator[bytes, None]:
+        """A GET's body, a chunk per request to the store's threads, to its end or until it is longer than
+        `most` bytes. The body is closed at the end, or, when the caller stops or is cancelled while a
+        chunk is being read, once that read is over: never under a running read."""
+        reading: concurrent.futures.Future[bytes] | None = None
+        try:
+            while True:
+                reading = self._calls.submit(lambda: body.next(chunk_size))
+                chunk = await self._wait(reading, action, missing)
+                if not chunk:
+                    return
+                if most is not None and body.size > most:
+                    return  # longer than the digest says: damaged, whatever follows
+                yield chunk
+        finally:
+            if reading is not None and not reading.done():
+                reading.add_done_callback(body.close)
+            else:
+                body.close()
 
     def _open(self, tenant: str, digest: Digest, key: str, chunk_size: int) -> bytes | _Body:
         """Blocking. GET a blob: its verified bytes when it fits in `chunk_size`, else the body to read."""
