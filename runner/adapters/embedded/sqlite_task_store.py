@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 from runner.adapters.embedded.db import StateDB
 from runner.adapters.json_codec import decode_task, encode_task
+from runner.adapters.task_revisions import already_exists, conflict, first_version, next_version, not_found
 from runner.closing import AsyncClosing
-from runner.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from runner.domain.errors import Unavailable
 from runner.domain.models import TaskRecord, TaskState
 
 
@@ -37,9 +38,7 @@ class SqliteTaskStore(AsyncClosing):
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         self._check_open()
-        if not record.id:
-            raise InvalidArgument("a task record needs an id")
-        stored = dataclasses.replace(record, revision=1)
+        stored = first_version(record)
         body = encode_task(stored)
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -48,7 +47,7 @@ class SqliteTaskStore(AsyncClosing):
                     "INSERT INTO tasks (id, tenant, state, created_at, revision, body) VALUES (?, ?, ?, ?, 1, ?)",
                     (stored.id, stored.tenant, stored.state.name, stored.created_at, body))
             except sqlite3.IntegrityError:
-                raise AlreadyExists(f"task {stored.id!r} already exists") from None
+                raise already_exists(stored.id) from None
 
         await self._db.write(insert)
         return stored
@@ -59,14 +58,14 @@ class SqliteTaskStore(AsyncClosing):
         def select(conn: sqlite3.Connection) -> TaskRecord:
             row = conn.execute("SELECT body, revision FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None:
-                raise NotFound(f"task {task_id!r} does not exist")
+                raise not_found(task_id)
             return _decode_row(row[0], row[1])
 
         return await self._db.read(select)
 
     async def update(self, record: TaskRecord) -> TaskRecord:
         self._check_open()
-        stored = dataclasses.replace(record, revision=record.revision + 1)
+        stored = next_version(record)
         body = encode_task(stored)
 
         def compare_and_set(conn: sqlite3.Connection) -> None:
@@ -79,9 +78,8 @@ class SqliteTaskStore(AsyncClosing):
                 return
             row = conn.execute("SELECT revision FROM tasks WHERE id = ?", (record.id,)).fetchone()
             if row is None:
-                raise NotFound(f"task {record.id!r} does not exist")
-            raise Conflict(f"task {record.id!r} was changed concurrently (revision {row[0]}, "
-                           f"not {record.revision}); read it again and retry")
+                raise not_found(record.id)
+            raise conflict(record, row[0])
 
         await self._db.write(compare_and_set)
         return stored

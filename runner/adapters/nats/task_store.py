@@ -34,7 +34,6 @@ just after a write reflects it.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import json
 import logging
 from collections import OrderedDict
@@ -50,8 +49,9 @@ from runner.adapters.nats.connection import NatsConnection
 from runner.adapters.nats.layout import Layout
 from runner.adapters.nats.reader import StreamReader
 from runner.adapters.nats.retry import retrying
+from runner.adapters.task_revisions import already_exists, conflict, first_version, next_version, not_found
 from runner.closing import AsyncClosing
-from runner.domain.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from runner.domain.errors import Unavailable
 from runner.domain.models import TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ class KvTaskStore(AsyncClosing):
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         self._check_open()
-        if not record.id:
-            raise InvalidArgument("a task record needs an id")
-        stored = dataclasses.replace(record, revision=1)
+        stored = first_version(record)
         value = _encode(stored, None)
         tries = 0
 
@@ -128,7 +126,7 @@ class KvTaskStore(AsyncClosing):
                 await kv.create(self._layout.owner_key(record.id), record.tenant.encode())
             except nats.js.errors.KeyWrongLastSequenceError:
                 if await self._load_owner(record.id) != record.tenant:
-                    raise AlreadyExists(f"task {record.id!r} already exists") from None
+                    raise already_exists(record.id) from None
             key = self._layout.task_key(record.tenant, record.id)
             try:
                 kv_revision = await kv.create(key, value)
@@ -137,7 +135,7 @@ class KvTaskStore(AsyncClosing):
                 if tries > 1 and current is not None and current.record == stored:
                     self._remember(record.id, record.tenant, current)
                     return stored
-                raise AlreadyExists(f"task {record.id!r} already exists") from None
+                raise already_exists(record.id) from None
             self._remember(record.id, record.tenant, _Stored(stored, kv_revision, kv_revision))
             return stored
 
@@ -150,14 +148,14 @@ class KvTaskStore(AsyncClosing):
             tenant = self._owners.get(task_id) or await self._load_owner(task_id)
             current = None if tenant is None else await self._load(tenant, task_id)
             if current is None:
-                raise NotFound(f"task {task_id!r} does not exist")
+                raise not_found(task_id)
             return current.record
 
         return await retrying(self._conn, f"read task {task_id}", attempt)
 
     async def update(self, record: TaskRecord) -> TaskRecord:
         self._check_open()
-        stored = dataclasses.replace(record, revision=record.revision + 1)
+        stored = next_version(record)
         key = self._layout.task_key(record.tenant, record.id)
         tries = 0
 
@@ -168,9 +166,9 @@ class KvTaskStore(AsyncClosing):
             if seen is None or seen.revision != record.revision or self._owners.get(record.id) != record.tenant:
                 current = await self._load(record.tenant, record.id)
                 if current is None:
-                    raise NotFound(f"task {record.id!r} does not exist")
+                    raise not_found(record.id)
                 if current.record.revision != record.revision:
-                    raise self._conflict(record, current.record.revision)
+                    raise conflict(record, current.record.revision)
                 seen = _Seen(record.revision, current.kv_revision, current.order)
             kv = await self._bucket()
             try:
@@ -179,10 +177,10 @@ class KvTaskStore(AsyncClosing):
                 self._seen.pop(record.id, None)
                 current = await self._load(record.tenant, record.id)
                 if current is None:
-                    raise NotFound(f"task {record.id!r} does not exist") from None
+                    raise not_found(record.id) from None
                 if tries > 1 and current.record == stored:
                     return stored  # an earlier try stored it; its acknowledgement was lost
-                raise self._conflict(record, current.record.revision) from None
+                raise conflict(record, current.record.revision) from None
             self._remember(record.id, record.tenant, _Stored(stored, kv_revision, seen.order))
             return stored
 
@@ -272,11 +270,6 @@ class KvTaskStore(AsyncClosing):
     def _trim(self, cache: OrderedDict[str, Any]) -> None:
         while len(cache) > self._cached_tasks:
             cache.popitem(last=False)
-
-    @staticmethod
-    def _conflict(record: TaskRecord, current: int) -> Conflict:
-        return Conflict(f"task {record.id!r} was changed concurrently (revision {current}, not {record.revision}); "
-                        "read it again and retry")
 
     def _check_open(self) -> None:
         if self._closed:
