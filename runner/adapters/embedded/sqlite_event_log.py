@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator, Callable
 
 from runner.adapters.embedded.db import StateDB
 from runner.adapters.embedded.signals import Broadcast, wait
+from runner.adapters.event_log_args import check_after_seq, check_task_id
 from runner.adapters.json_codec import decode_payload, encode_payload
 from runner.closing import AsyncClosing
-from runner.domain.errors import InvalidArgument, Unavailable
+from runner.domain.errors import Unavailable
 from runner.domain.models import Event, EventPayload
 
 
@@ -54,8 +55,7 @@ class SqliteEventLog(AsyncClosing):
 
     async def append(self, task_id: str, payload: EventPayload) -> Event:
         self._check_open()
-        if not task_id:
-            raise InvalidArgument("an event needs a task id")
+        check_task_id(task_id)
         body = encode_payload(payload)
 
         def insert(conn: sqlite3.Connection) -> tuple[int, float]:
@@ -71,8 +71,7 @@ class SqliteEventLog(AsyncClosing):
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         self._check_open()
-        if after_seq < 0:
-            raise InvalidArgument(f"after_seq {after_seq} is negative")
+        check_after_seq(after_seq)
         if limit <= 0:
             return []
 
@@ -86,8 +85,7 @@ class SqliteEventLog(AsyncClosing):
 
     async def watch(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         self._check_open()
-        if after_seq < 0:
-            raise InvalidArgument(f"after_seq {after_seq} is negative")
+        check_after_seq(after_seq)
         watched = self._subscribe(task_id)
         try:
             last = after_seq

@@ -41,13 +41,14 @@ from dataclasses import dataclass
 
 import nats.js.errors
 
+from runner.adapters.event_log_args import check_after_seq, check_task_id
 from runner.adapters.json_codec import decode_event, encode_event
 from runner.adapters.nats.connection import NatsConnection
 from runner.adapters.nats.layout import WRONG_LAST_SEQUENCE, Layout, token
 from runner.adapters.nats.reader import StreamInterrupted, StreamReader
 from runner.adapters.nats.retry import retrying
 from runner.closing import AsyncClosing
-from runner.domain.errors import InvalidArgument, Unavailable
+from runner.domain.errors import Unavailable
 from runner.domain.models import Event, EventPayload
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,7 @@ class JetStreamEventLog(AsyncClosing):
 
     async def append(self, task_id: str, payload: EventPayload) -> Event:
         self._check_open()
-        if not task_id:
-            raise InvalidArgument("an event needs a task id")
+        check_task_id(task_id)
         subject = self._layout.events_subject(task_id)
         nonce = secrets.token_hex(6)
         # The event being published and what it was numbered after: kept through retries of one publish
@@ -144,8 +144,7 @@ class JetStreamEventLog(AsyncClosing):
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         self._check_open()
-        if after_seq < 0:
-            raise InvalidArgument(f"after_seq {after_seq} is negative")
+        check_after_seq(after_seq)
         if limit <= 0:
             return []
         return await retrying(self._conn, f"read the events of task {task_id}",
@@ -153,8 +152,7 @@ class JetStreamEventLog(AsyncClosing):
 
     async def watch(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         self._check_open()
-        if after_seq < 0:
-            raise InvalidArgument(f"after_seq {after_seq} is negative")
+        check_after_seq(after_seq)
         last, last_stream_seq = after_seq, 0
         while True:
             reader = await retrying(self._conn, f"follow the events of task {task_id}",
