@@ -10,17 +10,17 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from contract.port_only import PortOnly
 from minio import Minio
 
 from runner.adapters.local_executor.materialize import materialize
 from runner.adapters.minio import MinioBlobStore
 from runner.domain.errors import InvalidArgument, NotFound, Unavailable
 from runner.domain.models import EMPTY_DIGEST, Digest, FileKind, Manifest, ManifestEntry
-from runner.ports import BlobStore, BlobWriter
+from runner.ports import BlobStore
 
 from .conftest import MAX_BLOB_SIZE
 
@@ -28,32 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 log = logging.getLogger(__name__)
 
 TENANT = "tenant-a"
-
-
-class PortOnly:
-    """The store seen only through the `BlobStore` port: `materialize` then makes one GET per file."""
-
-    def __init__(self, inner: MinioBlobStore) -> None:
-        self._inner = inner
-        self.max_blob_size = inner.max_blob_size
-
-    async def find_missing(self, tenant: str, digests: Sequence[Digest]) -> list[Digest]:
-        return await self._inner.find_missing(tenant, digests)
-
-    async def writer(self, tenant: str, digest: Digest) -> BlobWriter:
-        return await self._inner.writer(tenant, digest)
-
-    async def put_bytes(self, tenant: str, data: bytes) -> Digest:
-        return await self._inner.put_bytes(tenant, data)
-
-    async def put_many(self, tenant: str, items: Sequence[tuple[Digest, bytes]]) -> None:
-        await self._inner.put_many(tenant, items)
-
-    def read(self, tenant: str, digest: Digest, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        return self._inner.read(tenant, digest, chunk_size)
-
-    async def get_bytes(self, tenant: str, digest: Digest) -> bytes:
-        return await self._inner.get_bytes(tenant, digest)
 
 
 async def snapshot(store: BlobStore) -> Manifest:

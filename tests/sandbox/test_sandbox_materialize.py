@@ -9,43 +9,21 @@ import os
 import stat
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from contract.port_only import PortOnly
 from sandbox_testing import TENANT, MakeExecutor, make_job, results_of
 
 from runner.adapters.embedded.fs_blob_store import FsBlobStore
 from runner.adapters.local_executor.materialize import CopiesBlobsToFiles, materialize
 from runner.domain.errors import InvalidArgument, NotFound
 from runner.domain.models import EMPTY_DIGEST, Digest, FileKind, Manifest, ManifestEntry
-from runner.ports import BlobStore, BlobWriter
+from runner.ports import BlobStore
 
 pytestmark = pytest.mark.timeout(30)
 log = logging.getLogger(__name__)
-
-
-class PortOnly:
-    """A real store seen only through the `BlobStore` port (so materialise streams with `read`)."""
-
-    def __init__(self, inner: FsBlobStore) -> None:
-        self._inner = inner
-        self.max_blob_size = inner.max_blob_size
-
-    async def find_missing(self, tenant: str, digests: Sequence[Digest]) -> list[Digest]:
-        return await self._inner.find_missing(tenant, digests)
-
-    async def writer(self, tenant: str, digest: Digest) -> BlobWriter:
-        return await self._inner.writer(tenant, digest)
-
-    async def put_bytes(self, tenant: str, data: bytes) -> Digest:
-        return await self._inner.put_bytes(tenant, data)
-
-    def read(self, tenant: str, digest: Digest, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        return self._inner.read(tenant, digest, chunk_size)
-
-    async def get_bytes(self, tenant: str, digest: Digest) -> bytes:
-        return await self._inner.get_bytes(tenant, digest)
 
 
 @pytest.fixture(params=["copy_to", "port"])
