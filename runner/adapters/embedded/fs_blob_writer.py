@@ -39,14 +39,16 @@ class FsBlobWriter(SpoolingBlobWriter):
         self._on_stored = on_stored
 
     async def _flush_pending(self) -> None:
-        await self._run(self._flush(), self._pending)
+        pending = self._pending  # read before `_flush` takes the chunks and resets it
+        await self._run(self._flush(), pending)
 
     async def _publish(self) -> None:
         if self._buffered:
             chunks = self._take_chunks()
             await self._run(lambda: self._files.store(self._tenant, self._digest, chunks), self._digest.size)
         else:
-            await self._run(self._finish(), self._pending)
+            pending = self._pending
+            await self._run(self._finish(), pending)
 
     async def _after_commit(self) -> None:
         self._open_writers.discard(self)
