@@ -226,8 +226,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def latency(target: Target, snapshot: Snapshot, events: int) -> tuple[list[float], dict[str, list[float]]]:
-    """Receive time - event time of every live event of one task, in ms (and by kind)."""
+async def latency(target: Target, snapshot: Snapshot,
+                  events: int) -> tuple[list[float], dict[str, list[float]], int]:
+    """Receive time - event time of every live event of one task, in ms (and by kind), and how many
+    events were left out because they were appended before the watch opened."""
     limits = m.TaskLimits(max_steps=events + 10, max_llm_requests=events + 10)
     async with RunnerClient(target.address, token=target.token) as client:
         warm, _ = await submit_task(client, snapshot.manifest, snapshot.sources, "warm-up",
@@ -252,12 +254,13 @@ async def latency(target: Target, snapshot: Snapshot, events: int) -> tuple[list
     by_kind: dict[str, list[float]] = defaultdict(list)
     for t, e in live:
         by_kind[type(e.payload).__name__].append((t - e.time) * 1000)
-    return [(t - e.time) * 1000 for t, e in live], dict(by_kind)
+    return [(t - e.time) * 1000 for t, e in live], dict(by_kind), len(got) - len(live)
 
 
-def print_latency(name: str, values: list[float], by_kind: dict[str, list[float]]) -> None:
+def print_latency(name: str, values: list[float], by_kind: dict[str, list[float]], replayed: int) -> None:
     print(f"  {name:<34} p50 {percentile(values, 0.5):6.2f} ms  p95 {percentile(values, 0.95):6.2f} ms  "
-          f"p99 {percentile(values, 0.99):6.2f} ms  max {max(values):6.1f} ms   ({len(values)} events)")
+          f"p99 {percentile(values, 0.99):6.2f} ms  max {max(values):6.1f} ms   ({len(values)} events; "
+          f"{replayed} appended before the watch opened, left out)")
     kinds = ", ".join(f"{k} {percentile(v, 0.5):.1f}/{percentile(v, 0.99):.1f}" for k, v in sorted(by_kind.items()))
     print(f"    p50/p99 by kind: {kinds}")
 
@@ -294,11 +297,9 @@ async def run(args: argparse.Namespace, root: Path) -> None:
             print(f"event latency, worker appends -> gRPC watcher receives, one task of {args.events} tool calls "
                   "(bar p50 10 ms, p99 50 ms)")
             async with distributed_target(root / "lat-dist", nats, minio, env, 1, cpu) as target:
-                values, kinds = await latency(target, snapshot, args.events)
-                print_latency("distributed (NATS + MinIO)", values, kinds)
+                print_latency("distributed (NATS + MinIO)", *await latency(target, snapshot, args.events))
             async with embedded_target(root / "lat-emb", env, SLOTS, cpu) as target:
-                values, kinds = await latency(target, snapshot, args.events)
-                print_latency("baseline: embedded (SQLite)", values, kinds)
+                print_latency("baseline: embedded (SQLite)", *await latency(target, snapshot, args.events))
     print(f"machine at the end: {load_note()}")
 
 
