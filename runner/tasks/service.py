@@ -242,6 +242,8 @@ class TaskService:
                 return None
             if record.state != state and not m.can_transition(record.state, state):
                 return None
+            if record.state == state and not reason and update is None:
+                return record  # already there (the agent reported the phase itself): nothing to write
             new = record.with_state(state, reason) if record.state != state or reason else record
             if update is not None:
                 new = update(new)
