@@ -32,6 +32,7 @@ from pathlib import Path
 
 from minio import Minio
 
+from bench import bench_upload
 from bench._infra import (
     CpuAccounting,
     MinioServer,
@@ -43,10 +44,7 @@ from bench._infra import (
     scratch,
 )
 from bench.bench_snapshot import generate
-from runner.client.connection import RunnerClient
-from runner.client.digest_cache import DigestCache
 from runner.client.snapshot import take_snapshot
-from runner.client.upload import submit_task, upload_snapshot
 
 PART_BYTES = 16 << 20
 CPU_NAMES = ("client", "runner", "minio", "nats-server")
@@ -76,27 +74,8 @@ def tar_put(minio: MinioServer, src: Path, files: list[str], bucket: str,
 
 
 async def submit_once(ws: Path, address: str, token: str, cache_dir: Path, cpu: CpuAccounting) -> dict[str, float]:
-    async with RunnerClient(address, token=token) as client:
-        t0 = time.perf_counter()
-        cache = DigestCache.for_workspace(ws, cache_dir)
-        snap = await asyncio.to_thread(take_snapshot, ws, cache=cache)
-        t1 = time.perf_counter()
-        cpu0 = {n: cpu.total(n) for n in CPU_NAMES}
-        stats = await upload_snapshot(client, snap.manifest, snap.sources)
-        t2 = time.perf_counter()
-        used = {f"cpu {n}": cpu.total(n) - cpu0[n] for n in CPU_NAMES}
-        await client.create_task("bench", manifest_digest=stats.manifest_digest)
-        t3 = time.perf_counter()
-        cache.save()
-        r0 = time.perf_counter()
-        cache2 = DigestCache.for_workspace(ws, cache_dir)
-        snap2 = await asyncio.to_thread(take_snapshot, ws, cache=cache2)
-        _, stats2 = await submit_task(client, snap2.manifest, snap2.sources, "bench again")
-        r1 = time.perf_counter()
-        return {"snapshot": t1 - t0, "upload": t2 - t1, "create": t3 - t2, "first": t3 - t0,
-                "blobs": stats.blobs_uploaded, "bytes": stats.bytes_uploaded,
-                "resubmit": r1 - r0, "resubmit_snapshot": snap2.stats.seconds,
-                "resubmit_blobs": stats2.blobs_uploaded, **used}
+    return await bench_upload.submit_once(
+        ws, address, cache_dir, token=token, counters=lambda: {f"cpu {n}": cpu.total(n) for n in CPU_NAMES})
 
 
 async def through_runner(root: Path, nats: NatsServer, minio: MinioServer, ws: Path,

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.bench_snapshot import generate
@@ -98,14 +98,19 @@ def runner_process(home: Path) -> Iterator[str]:
         proc.wait(30)
 
 
-async def submit_once(ws: Path, address: str, cache_dir: Path) -> dict[str, float]:
-    async with RunnerClient(address) as client:
+async def submit_once(ws: Path, address: str, cache_dir: Path, *, token: str | None = None,
+                      counters: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
+    """A first submit and an unchanged re-submit; with `counters`, what they count during the upload
+    step (e.g. CPU seconds per process) is added to the result."""
+    async with RunnerClient(address, token=token) as client:
         t0 = time.perf_counter()
         cache = DigestCache.for_workspace(ws, cache_dir)
         snap = await asyncio.to_thread(take_snapshot, ws, cache=cache)
         t1 = time.perf_counter()
+        before = counters() if counters else {}
         stats = await upload_snapshot(client, snap.manifest, snap.sources)
         t2 = time.perf_counter()
+        used = {name: value - before[name] for name, value in counters().items()} if counters else {}
         await client.create_task("bench", manifest_digest=stats.manifest_digest)
         t3 = time.perf_counter()
         cache.save()
@@ -118,7 +123,7 @@ async def submit_once(ws: Path, address: str, cache_dir: Path) -> dict[str, floa
         return {"snapshot": t1 - t0, "upload": t2 - t1, "create": t3 - t2, "first": t3 - t0,
                 "blobs": stats.blobs_uploaded, "bytes": stats.bytes_uploaded,
                 "resubmit": r1 - r0, "resubmit_snapshot": snap2.stats.seconds,
-                "resubmit_blobs": stats2.blobs_uploaded}
+                "resubmit_blobs": stats2.blobs_uploaded, **used}
 
 
 def main() -> None:
