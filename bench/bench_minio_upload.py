@@ -21,7 +21,6 @@ baseline stores one object in all. Runs alternate baseline and runner --repeat t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -90,13 +89,7 @@ async def through_runner(root: Path, nats: NatsServer, minio: MinioServer, ws: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--mbytes", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", default="/tmp",
-                        help="where the workspace and MinIO's data live (/dev/shm: no disk)")
-    args = parser.parse_args()
+    args = bench_upload.workspace_arguments(__doc__, "where the workspace and MinIO's data live (/dev/shm: no disk)")
     print(f"machine: {load_note()}")
     with scratch() as root:
         data = Path(tempfile.mkdtemp(prefix="cx-bench-", dir=args.dir))

@@ -126,14 +126,19 @@ async def submit_once(ws: Path, address: str, cache_dir: Path, *, token: str | N
                 "resubmit_blobs": stats2.blobs_uploaded, **used}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def workspace_arguments(description: str | None, dir_help: str) -> argparse.Namespace:
+    """The arguments of the upload benchmarks: the generated workspace, the repeats, the folder."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--mbytes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", default="/tmp",
-                        help="where the workspace, the runner's blobs and the tar target live (/dev/shm: no disk)")
-    args = parser.parse_args()
+    parser.add_argument("--dir", default="/tmp", help=dir_help)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = workspace_arguments(
+        __doc__, "where the workspace, the runner's blobs and the tar target live (/dev/shm: no disk)")
     tmp = Path(tempfile.mkdtemp(prefix="cx-bench-", dir=args.dir))
     try:
         ws = tmp / "ws"

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner.domain.errors import InvalidArgument
 
 
 def codex_home() -> Path:
@@ -81,3 +84,26 @@ class LLMSettings:
             api_key=os.environ.get("OPENAI_API_KEY") or None,
             model=os.environ.get("CODEX_SYS_MODEL") or "gpt-4.1",
         )
+
+
+def env_number(name: str, default: float, *, allow_zero: bool = False) -> float:
+    """A positive number (or 0, with `allow_zero`) from the environment; `default` when unset. A bad value
+    is an `InvalidArgument` naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InvalidArgument(f"{name}={raw!r} must be {'zero or more' if allow_zero else 'positive'}")
+    return value
+
+
+def env_whole(name: str, default: int, *, allow_zero: bool = False) -> int:
+    """Like `env_number`, for a whole number."""
+    raw = os.environ.get(name, "").strip()
+    if raw and not raw.isdigit():
+        raise InvalidArgument(f"{name}={raw!r} is not a whole number")
+    return int(env_number(name, default, allow_zero=allow_zero))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from runner.config import env_number, env_whole
 from runner.domain.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -70,28 +71,6 @@ def _secret(env: str) -> str | None:
     return value or None
 
 
-def _number(env: str, default: float) -> float:
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgument(f"{env}={raw!r} is not a number") from None
-    if value <= 0:
-        raise InvalidArgument(f"{env}={raw!r} must be positive")
-    return value
-
-
-def _whole(env: str, default: int) -> int:
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidArgument(f"{env}={raw!r} must be a positive whole number")
-    return int(raw)
-
-
 def _s3_endpoint(raw: str, what: str) -> tuple[str, bool]:
     """`host:port` and whether TLS is on, from `http(s)://host:port` or a bare `host:port` (TLS off)."""
     if "://" not in raw:
@@ -136,8 +115,8 @@ def distributed_settings(args: argparse.Namespace, *, name: str) -> DistributedS
         raise InvalidArgument("set CODEX_SYS_S3_ACCESS_KEY and CODEX_SYS_S3_SECRET_KEY (or their *_FILE variants)")
     public = _pick(args, "s3_public_endpoint", "CODEX_SYS_S3_PUBLIC_ENDPOINT")
     lifecycle = Lifecycle()
-    blobs_days = _whole("CODEX_SYS_S3_BLOBS_DAYS", 0)
-    lifecycle = Lifecycle(packs_days=_whole("CODEX_SYS_S3_PACKS_DAYS", lifecycle.packs_days),
+    blobs_days = env_whole("CODEX_SYS_S3_BLOBS_DAYS", 0, allow_zero=True)
+    lifecycle = Lifecycle(packs_days=env_whole("CODEX_SYS_S3_PACKS_DAYS", lifecycle.packs_days),
                           staging_days=lifecycle.staging_days, quarantine_days=lifecycle.quarantine_days,
                           blobs_days=blobs_days or None, margin_days=lifecycle.margin_days)
     s3 = S3Settings(endpoint=endpoint, access_key=access_key, secret_key=secret_key,
@@ -146,9 +125,9 @@ def distributed_settings(args: argparse.Namespace, *, name: str) -> DistributedS
                     public_endpoint=public or None, ca_file=_file(args, "s3_ca_file", "CODEX_SYS_S3_CA_FILE"),
                     lifecycle=lifecycle)
     limits = JetStreamLimits()
-    limits = replace(limits, ack_wait_s=_number("CODEX_SYS_QUEUE_ACK_WAIT", limits.ack_wait_s),
-                     max_deliver=_whole("CODEX_SYS_QUEUE_MAX_DELIVER", limits.max_deliver),
-                     events_max_age_s=_number("CODEX_SYS_EVENTS_MAX_AGE", limits.events_max_age_s),
-                     events_max_bytes=_whole("CODEX_SYS_EVENTS_MAX_BYTES", limits.events_max_bytes),
-                     replicas=_whole("CODEX_SYS_NATS_REPLICAS", limits.replicas))
+    limits = replace(limits, ack_wait_s=env_number("CODEX_SYS_QUEUE_ACK_WAIT", limits.ack_wait_s),
+                     max_deliver=env_whole("CODEX_SYS_QUEUE_MAX_DELIVER", limits.max_deliver),
+                     events_max_age_s=env_number("CODEX_SYS_EVENTS_MAX_AGE", limits.events_max_age_s),
+                     events_max_bytes=env_whole("CODEX_SYS_EVENTS_MAX_BYTES", limits.events_max_bytes),
+                     replicas=env_whole("CODEX_SYS_NATS_REPLICAS", limits.replicas))
     return DistributedSettings(nats=nats, s3=s3, jetstream=limits)

@@ -22,6 +22,8 @@ from runner.adapters.embedded.sqlite_task_queue import SqliteTaskQueue
 from runner.adapters.embedded.sqlite_task_store import SqliteTaskStore
 from runner.config import HomeLayout
 from runner.ports import BlobStore, EventLog, TaskQueue, TaskStore
+from runner.snapshots.packs import Packs
+from runner.worker.retrying_blobs import RetryingBlobStore
 
 if TYPE_CHECKING:
     from runner.adapters.minio import S3Settings
@@ -56,7 +58,16 @@ class Backends:
     # Makes every delivery a crashed predecessor held visible again at once. Only the sole consumer of
     # an embedded state database may call it; a shared queue has no such owner.
     release_leases: Callable[[], Awaitable[int]] | None = None
+    # Packed snapshots, where the store keeps them (MinIO): a worker fetches one object per task.
+    packs: Packs | None = None
     _closers: list[Closer] = field(default_factory=list)
+
+    @property
+    def worker_blobs(self) -> BlobStore:
+        """The blob store as a worker uses it. A shared store can be briefly down: the worker's writes
+        ride that out instead of losing a task's outputs. The local store is never "down", and keeps its
+        fast file copies unwrapped."""
+        return RetryingBlobStore(self.blobs) if self.distributed else self.blobs
 
     async def close(self) -> None:
         """Close every store, last opened first; a failing close is logged and the others still run."""
@@ -104,4 +115,5 @@ async def _open_distributed(settings: DistributedSettings, max_blob_bytes: int,
     blobs = await MinioBlobStore.open(settings.s3, max_blob_size=max_blob_bytes)
     closers.append(blobs.close)
     log.info("distributed backends ready", extra=settings.describe())
-    return Backends(nats.tasks, nats.events, nats.queue, blobs, distributed=True, _closers=closers)
+    return Backends(nats.tasks, nats.events, nats.queue, blobs, distributed=True, packs=blobs.packs,
+                    _closers=closers)

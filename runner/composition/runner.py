@@ -30,14 +30,12 @@ from runner.api.auth import load_token_file
 from runner.api.server import ApiServer
 from runner.composition.backends import Backends, DistributedSettings, open_backends
 from runner.composition.codec import ProtoManifestCodec
-from runner.config import HomeLayout, LLMSettings
+from runner.config import HomeLayout, LLMSettings, env_number, env_whole
 from runner.gateway.server import Gateway
 from runner.scripted_llm import Scenario, ScriptedLLMServer
-from runner.snapshots.packs import HasPacks
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
-from runner.worker.retrying_blobs import RetryingBlobStore
 from runner.worker.worker import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -45,24 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SCENARIO = "demo-fix-calc"
 MAX_BLOB_BYTES = 512 << 20
 SHUTDOWN_GRACE_S = 3.0
-
-
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    try:
-        number = float(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number") from None
-    if number < 0:
-        raise ValueError(f"{name}={value!r} is negative")
-    return number
-
-
-def _env_int(name: str, default: int) -> int:
-    number = _env_number(name, default)
-    if number != int(number):
-        raise ValueError(f"{name}={os.environ.get(name)!r} is not a whole number")
-    return int(number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +69,12 @@ class RunnerConfig:
 
     @classmethod
     def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
-        worker = WorkerConfig(heartbeat_s=_env_number("CODEX_SYS_HEARTBEAT", WorkerConfig().heartbeat_s))
-        base = cls(home=home, llm=LLMSettings.from_env(),
-                   workers=_env_int("CODEX_SYS_WORKERS", 2), warm_pool=_env_int("CODEX_SYS_WARM_POOL", 1),
+        worker = WorkerConfig(heartbeat_s=env_number("CODEX_SYS_HEARTBEAT", WorkerConfig().heartbeat_s))
+        base = cls(home=home, llm=LLMSettings.from_env(), workers=env_whole("CODEX_SYS_WORKERS", 2),
+                   warm_pool=env_whole("CODEX_SYS_WARM_POOL", 1, allow_zero=True),
                    scripted_scenario=os.environ.get("CODEX_SYS_SCRIPTED_SCENARIO") or DEFAULT_SCENARIO,
-                   shutdown_grace_s=_env_number("CODEX_SYS_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S), worker=worker)
+                   shutdown_grace_s=env_number("CODEX_SYS_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S, allow_zero=True),
+                   worker=worker)
         return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -145,12 +126,9 @@ class Runner:
         if cfg.run_worker:
             self._gateway = Gateway(llm, TaskEventSink(self.service), home.gateway_socket, home.transcripts)
             await self._gateway.start()
-            # A shared store can be briefly down: the worker's writes ride that out instead of losing a
-            # task's outputs. The local store is never "down", and keeps its fast file copies unwrapped.
-            blobs = RetryingBlobStore(backends.blobs) if backends.distributed else backends.blobs
-            packs = backends.blobs.packs if isinstance(backends.blobs, HasPacks) else None
+            blobs = backends.worker_blobs
             self._executor = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool,
-                                           packs=packs)
+                                           packs=backends.packs)
             await self._executor.start()
             self._worker = Worker(self.service, backends.queue, self._executor, self._gateway,
                                   replace(cfg.worker, concurrency=cfg.workers), blobs=blobs)

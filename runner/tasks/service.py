@@ -202,6 +202,10 @@ class TaskService:
             yield event
 
     async def artifact(self, tenant: str, task_id: str, name: str) -> tuple[m.ArtifactRef, AsyncIterator[bytes]]:
+        ref = await self._artifact_ref(tenant, task_id, name)
+        return ref, self.blobs.read(tenant, ref.digest)
+
+    async def _artifact_ref(self, tenant: str, task_id: str, name: str) -> m.ArtifactRef:
         record = await self.get(tenant, task_id)
         if name not in m.ARTIFACT_NAMES:
             raise InvalidArgument(f"{name[:80]!r} is not an artifact name; known: {', '.join(m.ARTIFACT_NAMES)}")
@@ -210,15 +214,14 @@ class TaskService:
             if record.state.final:
                 raise NotFound(f"task {task_id} has no {name}")
             raise FailedPrecondition(f"task {task_id} is {record.state.value}; its artifacts exist once it ends")
-        return ref, self.blobs.read(tenant, ref.digest)
+        return ref
 
     async def artifact_link(self, tenant: str, task_id: str, name: str, expires_s: int) -> tuple[str, float]:
         """A link that downloads one artifact without a token until it expires: (url, expires_at)."""
         if expires_s < 0 or expires_s > MAX_LINK_S:
             raise InvalidArgument(f"a link can last from 1 s to {MAX_LINK_S} s (7 days), not {expires_s} s")
         expires_s = expires_s or DEFAULT_LINK_S
-        ref, chunks = await self.artifact(tenant, task_id, name)
-        await chunks.aclose()  # type: ignore[attr-defined]  # an async generator never started
+        ref = await self._artifact_ref(tenant, task_id, name)
         if not isinstance(self.blobs, SignsLinks):
             raise FailedPrecondition(
                 "this runner keeps blobs on its own disk and cannot sign links; download the artifact with "
