@@ -9,7 +9,7 @@ All methods are async. Errors are the classes of `runner.domain.errors`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -169,6 +169,9 @@ class SandboxJob:
     manifest: Manifest
     # The agent's task specification (agent.wire.AgentTaskSpec) as JSON, token included.
     agent_spec_json: bytes
+    # Where an executor reports its progress for the task's log (an executor whose sandboxes take a
+    # while to start, a pod being scheduled, says where it is); None: nobody listens.
+    notes: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runner.cli import deployment
+from runner.cli import deployment, executor_flags
 from runner.domain.errors import (
     CodexError,
     FailedPrecondition,
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--warm-pool", type=int, default=-1,
                        help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
     deployment.add_flags(serve)
+    executor_flags.add_flags(serve)
     srv.add_parser("stop", help="stop the embedded runner")
 
     wrk = sub.add_parser("worker", help="run a worker and its gateway: on NATS + MinIO, or on the embedded "
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     wrk.add_argument("--warm-pool", type=int, default=-1,
                      help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
     deployment.add_flags(wrk)
+    executor_flags.add_flags(wrk)
 
     lsp = sub.add_parser("lsp", help="serve the language server over stdio (for editors)")
     lsp.add_argument("--stdio", action="store_true",

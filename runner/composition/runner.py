@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from runner.adapters.local_executor.executor import LocalExecutor
 from runner.api.auth import load_token_file
@@ -31,12 +32,17 @@ from runner.api.server import ApiServer
 from runner.composition.backends import Backends, DistributedSettings, open_backends
 from runner.composition.codec import ProtoManifestCodec
 from runner.config import HomeLayout, LLMSettings, env_number, env_whole
+from runner.domain.errors import InvalidArgument
 from runner.gateway.server import Gateway
+from runner.ports import BlobStore, Executor
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
 from runner.worker.worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from runner.adapters.kubernetes import KubernetesSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,10 @@ class RunnerConfig:
     # How long tasks in hand may run on after SIGTERM before they are stopped and handed back.
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    # Agent pods on Kubernetes instead of local bubblewrap sandboxes (needs `distributed`).
+    kubernetes: KubernetesSettings | None = None
+    # Also serve the gateway on TCP (host, port): agent pods reach it over the network.
+    gateway_listen: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
@@ -90,7 +100,7 @@ class Runner:
         self._backends: Backends | None = None
         self._scripted: ScriptedLLMServer | None = None
         self._gateway: Gateway | None = None
-        self._executor: LocalExecutor | None = None
+        self._executor: Executor | None = None
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -126,10 +136,11 @@ class Runner:
         if cfg.run_worker:
             self._gateway = Gateway(llm, TaskEventSink(self.service), home.gateway_socket, home.transcripts)
             await self._gateway.start()
+            if cfg.gateway_listen is not None:
+                port = await self._gateway.listen_tcp(*cfg.gateway_listen)
+                log.info("gateway listening on TCP", extra={"host": cfg.gateway_listen[0], "port": port})
             blobs = backends.worker_blobs
-            self._executor = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool,
-                                           packs=backends.packs)
-            await self._executor.start()
+            self._executor = await _open_executor(cfg, backends, blobs)
             self._worker = Worker(self.service, backends.queue, self._executor, self._gateway,
                                   replace(cfg.worker, concurrency=cfg.workers), blobs=blobs)
             if cfg.sole_consumer and backends.release_leases is not None:
@@ -193,6 +204,27 @@ class Runner:
             log.info("runner stopped", extra=steps)
         self._api = self._worker = self._worker_task = self._executor = self._sweeper = None
         self._gateway = self._scripted = self._backends = None
+
+
+async def _open_executor(cfg: RunnerConfig, backends: Backends, blobs: BlobStore) -> Executor:
+    home = cfg.home
+    if cfg.kubernetes is None:
+        local = LocalExecutor(blobs, home.sandboxes, home.gateway_socket, pool_size=cfg.warm_pool,
+                              packs=backends.packs)
+        await local.start()
+        return local
+    # Imported here: the Kubernetes client loads only in a worker that uses it.
+    from runner.adapters.kubernetes import KubernetesExecutor, Transfers
+
+    if not backends.distributed or backends.packs is None or not isinstance(backends.blobs, Transfers):
+        raise InvalidArgument("the Kubernetes executor needs NATS and MinIO (--nats, --s3-endpoint): agent pods "
+                              "fetch snapshots and upload outputs through presigned MinIO links")
+    if cfg.gateway_listen is None:
+        raise InvalidArgument("the Kubernetes executor needs the gateway on TCP for its pods: set "
+                              "--gateway-listen / CODEX_SYS_GATEWAY_LISTEN (e.g. 0.0.0.0:8081)")
+    executor = KubernetesExecutor(cfg.kubernetes, blobs, backends.blobs, backends.packs)
+    await executor.start()
+    return executor
 
 
 def _log_exit(task: asyncio.Task[None]) -> None:

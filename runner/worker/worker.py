@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from agent.wire import AgentResult, AgentTaskSpec, WireError
@@ -187,7 +188,7 @@ class Worker:
                 setup_timeout_s=record.limits.setup_timeout_s, tool_output_limit=self._config.tool_output_limit,
                 focus_paths=record.focus_paths, focus_range=record.focus_range)
             job = SandboxJob(task=record, attempt=delivery.attempt, manifest=manifest,
-                             agent_spec_json=spec.to_json())
+                             agent_spec_json=spec.to_json(), notes=self._notes_for(task_id))
             try:
                 outcome = await self._run_sandbox(task_id, job, delivery)
             except _Cancelled:
@@ -195,6 +196,12 @@ class Worker:
         finally:
             report = await self._sessions.close_session(task_id)
         await self._conclude(record, delivery.attempt, outcome, report, cancelled)
+
+    def _notes_for(self, task_id: str) -> Callable[[str], Awaitable[None]]:
+        async def note(text: str) -> None:
+            await self._service.events.append(task_id, m.LogLine("runner", text))
+
+        return note
 
     async def _run_sandbox(self, task_id: str, job: SandboxJob, delivery: Delivery) -> SandboxOutcome:
         run = asyncio.create_task(self._executor.run(job), name=f"sandbox-{task_id}")
