@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export CODEX_SYS_BWRAP ?= bwrap
 
-.PHONY: setup system-deps minio protos protos-check lint typecheck vscode test test-fast demo bench clean
+.PHONY: setup system-deps minio kubernetes protos protos-check lint typecheck vscode test test-fast demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,9 @@ system-deps:  ## Debian packages the sandboxes and tests need (run as root), nat
 
 minio:  ## build the MinIO server from source at the pinned commit (cached; the tests start it)
 	bash scripts/build_minio.sh >/dev/null
+
+kubernetes:  ## build kube-apiserver, kube-controller-manager, kube-scheduler, KWOK and kustomize (cached; the tests start them)
+	bash scripts/build_kubernetes.sh >/dev/null
 
 protos: setup  ## regenerate runner/_proto from protos/
 	$(BIN)/python scripts/gen_protos.py
@@ -35,16 +38,16 @@ typecheck: setup
 vscode:  ## lint, type-check, test and package the VS Code extension (editors/vscode -> build/codex-sys.vsix)
 	bash scripts/build_vscode.sh
 
-test: system-deps minio setup protos-check lint typecheck vscode  ## everything CI runs
+test: system-deps minio kubernetes setup protos-check lint typecheck vscode  ## everything CI runs
 	$(BIN)/pytest -q
 
-test-fast: system-deps minio setup
+test-fast: system-deps minio kubernetes setup
 	$(BIN)/pytest -q -m 'not e2e'
 
 demo: system-deps setup  ## run the example task on the embedded runner
 	bash scripts/demo.sh
 
-bench: system-deps minio setup
+bench: system-deps minio kubernetes setup
 	$(BIN)/python -m bench.run_all
 
 clean:
