@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from kube_cluster import ControlPlane
 from servers import MinioServer, NatsServer, ServerProcess
 
 S = TypeVar("S", bound=ServerProcess)
@@ -74,3 +75,18 @@ def nats_server_factory(short_tmp: Path) -> Iterator[Callable[[], NatsServer]]:
 def minio_server_factory(short_tmp: Path) -> Iterator[Callable[[], MinioServer]]:
     """Private MinIO servers a test may stop and restart."""
     yield from _private_servers(MinioServer, short_tmp)
+
+
+# ---- a real Kubernetes control plane (tests/kube_cluster.py), one per test session ----------------------
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK playing the kubelet of one
+    fake node; each test uses its own namespaces. Without the binaries this fails (it never skips) and
+    says to run `make kubernetes`."""
+    workdir = Path(tempfile.mkdtemp(prefix="cx-kube-", dir="/tmp"))
+    cluster = ControlPlane(workdir).start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
