@@ -45,7 +45,6 @@ NODE_NAME = "kwok-node-0"
 NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-START_TIMEOUT_S = 60.0
 
 
 class Outcome:
