@@ -50,6 +50,7 @@ POD_OUTPUTS = (*OUTPUT_FILES, AGENT_LOG)
 LINK_SLACK_S = 600  # presigned URLs outlive the Job's deadline by this much
 MAX_OUTPUT_BYTES = 64 << 20
 MAX_RESULT_BYTES = 1 << 20
+JOB_SETTLE_S = 5.0
 
 
 @runtime_checkable
@@ -95,7 +96,7 @@ class KubernetesExecutor:
             await lease.renew()  # fails early on a missing permission or an unreachable API server
             loop = asyncio.get_running_loop()
             self._watches = start_watches(self._api, self._settings.namespace, names.AGENT_SELECTOR,
-                                          self._tracker, loop)
+                                          self._tracker, loop, self._settings.watch_timeout_s)
             await asyncio.gather(*(asyncio.to_thread(w.listed.wait, 30) for w in self._watches))
             self._background = [
                 asyncio.create_task(self._every(self._settings.lease_duration_s / 3, lease.renew, "lease renewal"),
@@ -227,6 +228,7 @@ class KubernetesExecutor:
         """Wait until the pod has ended (or cannot start); note each new stage in the task's log."""
         changed = self._tracker.changed(name)
         last_note = ""
+        settle_until: float | None = None
         # The Job's own deadline ends the pod; this one only guards against a lost watch.
         give_up = time.monotonic() + job.task.limits.wall_time_s + self._settings.deadline_slack_s + 60
         while True:
@@ -237,15 +239,25 @@ class KubernetesExecutor:
             if status.note != last_note:
                 last_note = status.note
                 await _note(job, f"agent pod: {status.note}")
-            if status.fatal or status.stage == "finished":
+            if status.fatal:
                 return status
+            if status.stage == "finished":
+                # The Job controller says why the pod ended (its deadline: TIMED_OUT) a moment after the
+                # pod ended; wait briefly for that word before going by the pod alone.
+                job_obj = self._tracker.jobs.get(name)
+                if job_obj is None or leases.finished(job_obj):
+                    return status
+                if settle_until is None:
+                    settle_until = time.monotonic() + JOB_SETTLE_S
+                elif time.monotonic() >= settle_until:
+                    return status
             remaining = give_up - time.monotonic()
             if remaining <= 0:
                 await self._delete(name)
                 return Status("finished", "no word from Kubernetes", timed_out=True,
                               detail="the pod gave no sign of ending before its deadline; its Job was deleted")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 30.0))
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 30.0 if settle_until is None else 0.5))
 
     async def _collect(self, job: SandboxJob, status: Status) -> SandboxOutcome:
         task = job.task

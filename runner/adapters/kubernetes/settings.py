@@ -97,6 +97,7 @@ class KubernetesSettings:
     lease_duration_s: int = 30  # a worker whose Lease is this old is gone: its Jobs are orphans
     sweep_interval_s: float = 30.0
     deadline_slack_s: int = 120  # the Job's deadline: the task's wall time plus this (pull, fetch)
+    watch_timeout_s: int = 240  # the API server ends each watch after this; it resumes from the last version
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.namespace):

@@ -25,7 +25,6 @@ from runner.adapters.kubernetes.api import KubeApi, Obj
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 240  # the server ends each watch after this; it resumes at once
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
@@ -54,8 +53,9 @@ class ObjectWatch:
 
     def __init__(self, kind: str, list_fn: Callable[..., Any], namespace: str, selector: str,
                  on_list: Callable[[list[Obj]], None], on_event: Callable[[str, Obj], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, watch_timeout_s: int = 240) -> None:
         self.kind = kind
+        self._watch_timeout_s = watch_timeout_s
         self._list = list_fn
         self._namespace, self._selector = namespace, selector
         self._on_list, self._on_event = on_list, on_event
@@ -124,8 +124,8 @@ class ObjectWatch:
         """Follow from `version`; the version to resume from, or None to list again (410)."""
         response = self._list(self._namespace, label_selector=self._selector, watch=True,
                               resource_version=version, allow_watch_bookmarks=True,
-                              timeout_seconds=WATCH_SECONDS, _preload_content=False,
-                              _request_timeout=(5, WATCH_SECONDS + 30))
+                              timeout_seconds=self._watch_timeout_s, _preload_content=False,
+                              _request_timeout=(5, self._watch_timeout_s + 30))
         with self._lock:
             self._response = response
         started = time.monotonic()
@@ -213,11 +213,11 @@ class Tracker:
 
 
 def start_watches(api: KubeApi, namespace: str, selector: str, tracker: Tracker,
-                  loop: asyncio.AbstractEventLoop) -> tuple[ObjectWatch, ObjectWatch]:
+                  loop: asyncio.AbstractEventLoop, watch_timeout_s: int = 240) -> tuple[ObjectWatch, ObjectWatch]:
     jobs = ObjectWatch("jobs", api.batch.list_namespaced_job, namespace, selector, tracker.on_job_list,
-                       tracker.on_job_event, loop)
+                       tracker.on_job_event, loop, watch_timeout_s)
     pods = ObjectWatch("pods", api.core.list_namespaced_pod, namespace, selector, tracker.on_pod_list,
-                       tracker.on_pod_event, loop)
+                       tracker.on_pod_event, loop, watch_timeout_s)
     jobs.start()
     pods.start()
     return jobs, pods
