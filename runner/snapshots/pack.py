@@ -27,6 +27,10 @@ file must have the manifest's size and SHA-256, or the unpack stops with `PackEr
 Files are written with `O_EXCL | O_NOFOLLOW` under folder descriptors (`folders`), so nothing is written
 through a symlink. The reader is bounded by what the manifest can justify, so a hostile header cannot
 make it read without end. Given the pack's own digest, the whole stream is also checked.
+
+A sandbox pod fetches its pack without the manifest (`unpack_unlisted`): the same refusals of paths and
+kinds, entries in the format's sorted order (so none twice), symlinks checked against one another, the
+stream bounded by the pack's stated size, and its digest, which the runner computed, as the authority.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import os
 import tarfile
@@ -42,11 +47,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from runner.domain.errors import InvalidArgument, Unavailable
 from runner.domain.models import Digest, FileKind, Manifest, ManifestEntry
-from runner.domain.paths import MAX_PATH_BYTES, check_relative_path, check_symlink_target
+from runner.domain.paths import MAX_PATH_BYTES, check_relative_path, check_symlink_target, check_symlink_targets
 from runner.ports import BlobStore
 from runner.snapshots.folders import FILE_FLAGS, Folders, file_mode, write_all
 
@@ -241,12 +246,20 @@ def _check_length(entry: ManifestEntry, length: int) -> None:
 # ---- unpacking ---------------------------------------------------------------------------------------------
 
 
-class _Reader:
-    """The pack's byte stream: hashed, and cut off past `limit` bytes."""
+class Source(Protocol):
+    """What the unpacker reads a pack from: a binary file, or anything with its `read`."""
 
-    def __init__(self, source: BinaryIO, limit: int) -> None:
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _Reader:
+    """The pack's byte stream: hashed, and cut off past `limit` bytes (`why` says where the limit comes
+    from)."""
+
+    def __init__(self, source: Source, limit: int, why: str) -> None:
         self._source = source
         self._limit = limit
+        self._why = why
         self.hasher = hashlib.sha256()
         self.size = 0
 
@@ -256,7 +269,7 @@ class _Reader:
         data = self._source.read(n)
         self.size += len(data)
         if self.size > self._limit:
-            raise PackError(f"snapshot pack is longer than its manifest can explain ({self._limit} bytes); refused")
+            raise PackError(f"snapshot pack is longer than {self._why} ({self._limit} bytes); refused")
         self.hasher.update(data)
         return data
 
@@ -277,20 +290,140 @@ _KINDS = {tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
           tarfile.GNUTYPE_SPARSE: "a sparse file"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A tar entry admitted for writing: its path, its kind, and what its bytes (a symlink's target)
+    must hash to, when the caller knows it (None without a manifest)."""
+
+    path: str
+    kind: FileKind
+    digest: Digest | None
+
+    @property
+    def mode(self) -> int:
+        return 0o755 if self.kind is FileKind.EXECUTABLE else 0o644
+
+
+def _kind_of(member: tarfile.TarInfo) -> FileKind:
+    """FILE or SYMLINK (the executable bit is the caller's to tell); `PackError` for any other kind."""
+    if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not member.issparse():
+        return FileKind.FILE
+    if member.type == tarfile.SYMTYPE:
+        return FileKind.SYMLINK
+    kind = _KINDS.get(member.type, f"of tar type {member.type!r}")
+    raise PackError(f"snapshot pack refused: entry {member.name!r} is {kind}; packs hold only files and symlinks")
+
+
+def _checked_name(member: tarfile.TarInfo) -> str:
+    try:
+        return check_relative_path(member.name, "pack entry")
+    except InvalidArgument as exc:
+        raise PackError(f"snapshot pack refused: {exc}") from None
+
+
+class _Listed:
+    """Entries checked against the manifest the caller holds: each must be in it, once, with its kind,
+    size and digest, and all of it must be there."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._entries = sorted_entries(manifest)
+        self._wanted = {e.path: e for e in self._entries}
+        self._seen: set[str] = set()
+        self.limit = _limit(self._entries)
+        self.why = "its manifest can explain"
+
+    def prepare(self, folders: Folders) -> None:
+        folders.make_all(self._entries)
+
+    def admit(self, member: tarfile.TarInfo) -> _Member:
+        name = _checked_name(member)
+        if name in self._seen:
+            raise PackError(f"snapshot pack refused: entry {name!r} appears twice")
+        entry = self._wanted.get(name)
+        if entry is None:
+            raise PackError(f"snapshot pack refused: entry {name!r} is not in the manifest")
+        self._seen.add(name)
+        kind = _kind_of(member)
+        if kind is FileKind.FILE:
+            if entry.kind is FileKind.SYMLINK:
+                raise PackError(f"snapshot pack refused: entry {name!r} is a file, the manifest says a symlink")
+            if member.size != entry.digest.size:
+                raise PackError(f"snapshot pack refused: entry {name!r} is {member.size} bytes, the manifest says "
+                                f"{entry.digest.size}")
+        elif entry.kind is not FileKind.SYMLINK:
+            raise PackError(f"snapshot pack refused: entry {name!r} is a symlink, the manifest says a file")
+        return _Member(name, entry.kind, entry.digest)
+
+    def finish(self) -> None:
+        if len(self._seen) != len(self._wanted):
+            absent = sorted(set(self._wanted) - self._seen)
+            raise PackError(f"snapshot pack lacks {len(absent)} entries of the manifest, such as {absent[0]!r}")
+
+
+class _Unlisted:
+    """Entries checked against the pack format alone (a sandbox holds only the pack's digest): sorted
+    by path, so none appears twice; the executable bit taken from the mode; every symlink inside the
+    workspace, on its own as it arrives and, at the end, all of them together (a link may go through
+    another). The size stated with the digest bounds the stream."""
+
+    def __init__(self, size: int) -> None:
+        self._previous: bytes | None = None
+        self._targets: dict[str, str] = {}
+        self.limit = size
+        self.why = "its stated size"
+
+    def prepare(self, folders: Folders) -> None:
+        pass
+
+    def admit(self, member: tarfile.TarInfo) -> _Member:
+        name = _checked_name(member)
+        key = _path_bytes(name)
+        if self._previous is not None and key <= self._previous:
+            if key == self._previous:
+                raise PackError(f"snapshot pack refused: entry {name!r} appears twice")
+            raise PackError(f"snapshot pack refused: entry {name!r} is out of order (packs are sorted by path)")
+        self._previous = key
+        kind = _kind_of(member)
+        if kind is FileKind.SYMLINK:
+            self._targets[name] = member.linkname
+        elif member.mode & 0o100:
+            kind = FileKind.EXECUTABLE
+        return _Member(name, kind, None)
+
+    def finish(self) -> None:
+        try:
+            check_symlink_targets(self._targets)
+        except InvalidArgument as exc:
+            raise PackError(f"snapshot pack refused: {exc}") from None
+
+
 def unpack(source: BinaryIO, manifest: Manifest, root: Path, *, expected: Digest | None = None,
            stop: threading.Event | None = None) -> Unpacked:
     """Blocking. Write the pack read from `source` into the (empty) folder `root`, checking every entry
     against `manifest` (see the module docstring); raises `PackError` naming the first bad entry. With
     `expected`, the pack's bytes must also hash to it (`Unavailable` otherwise: a damaged copy). `stop`
     ends the unpack early (after the current entry) with `InterruptedError`."""
-    entries = sorted_entries(manifest)
-    wanted = {e.path: e for e in entries}
-    reader = _Reader(source, _limit(entries))
+    return _unpack(source, _Listed(manifest), root, expected, stop)
+
+
+def unpack_unlisted(source: Source, root: Path, *, expected: Digest,
+                    stop: threading.Event | None = None) -> Unpacked:
+    """Blocking. `unpack` without the manifest, for a sandbox that holds only the pack's digest: each
+    entry is checked against the format (paths, kinds, order, symlink targets; see `_Unlisted`), at
+    most `expected.size` bytes are read, and the whole stream must hash to `expected` (`Unavailable`
+    otherwise). That digest is the authority: the runner computed it over a pack it built from
+    verified blobs, so a pack that matches it holds exactly the manifest's files. What was written
+    before an error is left for the caller to remove."""
+    return _unpack(source, _Unlisted(expected.size), root, expected, stop)
+
+
+def _unpack(source: Source, rules: _Listed | _Unlisted, root: Path, expected: Digest | None,
+            stop: threading.Event | None) -> Unpacked:
+    reader = _Reader(source, rules.limit, rules.why)
     folders = Folders(root)
-    seen: set[str] = set()
-    files = links = total = 0
+    entries = files = links = total = 0
     try:
-        folders.make_all(entries)
+        rules.prepare(folders)
         try:
             with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",  # type: ignore[call-overload]
                               errors="surrogateescape") as tar:
@@ -300,19 +433,18 @@ def unpack(source: BinaryIO, manifest: Manifest, root: Path, *, expected: Digest
                     member = tar.next()
                     if member is None:
                         break
-                    entry = _check_member(member, wanted, seen)
-                    if entry.kind is FileKind.SYMLINK:
-                        _make_symlink(folders, entry, member)
+                    entries += 1
+                    admitted = rules.admit(member)
+                    if admitted.kind is FileKind.SYMLINK:
+                        _make_symlink(folders, admitted, member)
                         links += 1
                     else:
-                        _write_file(folders, entry, tar, member)
+                        _write_file(folders, admitted, tar, member)
                         files += 1
-                        total += entry.digest.size
+                        total += member.size
         except tarfile.TarError as exc:
-            raise PackError(f"snapshot pack is not a readable tar archive (after {len(seen)} entries): {exc}") from exc
-        if len(seen) != len(wanted):
-            absent = sorted(set(wanted) - seen)
-            raise PackError(f"snapshot pack lacks {len(absent)} entries of the manifest, such as {absent[0]!r}")
+            raise PackError(f"snapshot pack is not a readable tar archive (after {entries} entries): {exc}") from exc
+        rules.finish()
         if expected is not None:
             reader.drain()
             actual = Digest(reader.hasher.hexdigest(), reader.size)
@@ -323,49 +455,33 @@ def unpack(source: BinaryIO, manifest: Manifest, root: Path, *, expected: Digest
     return Unpacked(files, links, total)
 
 
-def _check_member(member: tarfile.TarInfo, wanted: dict[str, ManifestEntry], seen: set[str]) -> ManifestEntry:
-    name = member.name
+def _parent_and_name(folders: Folders, path: str) -> tuple[int, str]:
+    """The entry's folder, made if needed (without a manifest, folders are made as entries arrive: one
+    under a file or a symlink the pack made is refused, never followed)."""
     try:
-        check_relative_path(name, "pack entry")
-    except InvalidArgument as exc:
-        raise PackError(f"snapshot pack refused: {exc}") from None
-    if name in seen:
-        raise PackError(f"snapshot pack refused: entry {name!r} appears twice")
-    entry = wanted.get(name)
-    if entry is None:
-        raise PackError(f"snapshot pack refused: entry {name!r} is not in the manifest")
-    seen.add(name)
-    if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not member.issparse():
-        if entry.kind is FileKind.SYMLINK:
-            raise PackError(f"snapshot pack refused: entry {name!r} is a file, the manifest says a symlink")
-        if member.size != entry.digest.size:
-            raise PackError(f"snapshot pack refused: entry {name!r} is {member.size} bytes, the manifest says "
-                            f"{entry.digest.size}")
-    elif member.type == tarfile.SYMTYPE:
-        if entry.kind is not FileKind.SYMLINK:
-            raise PackError(f"snapshot pack refused: entry {name!r} is a symlink, the manifest says a file")
-    else:
-        kind = _KINDS.get(member.type, f"of tar type {member.type!r}")
-        raise PackError(f"snapshot pack refused: entry {name!r} is {kind}; packs hold only files and symlinks")
-    return entry
+        return folders.parent_and_name(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise PackError(f"snapshot pack refused: entry {path!r} lies under a file or a symlink") from exc
+        raise
 
 
-def _make_symlink(folders: Folders, entry: ManifestEntry, member: tarfile.TarInfo) -> None:
+def _make_symlink(folders: Folders, entry: _Member, member: tarfile.TarInfo) -> None:
     target = member.linkname
-    if Digest.of(os.fsencode(target)) != entry.digest:
+    if entry.digest is not None and Digest.of(os.fsencode(target)) != entry.digest:
         raise PackError(f"snapshot pack refused: symlink {entry.path!r} points to {target[:200]!r}, not to the "
                         "manifest's target")
     try:
         check_symlink_target(entry.path, target)
     except InvalidArgument as exc:
         raise PackError(f"snapshot pack refused: {exc}") from None
-    parent, name = folders.parent_and_name(entry.path)
+    parent, name = _parent_and_name(folders, entry.path)
     os.symlink(target, name, dir_fd=parent)
 
 
-def _write_file(folders: Folders, entry: ManifestEntry, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-    parent, name = folders.parent_and_name(entry.path)
-    fd = os.open(name, FILE_FLAGS, file_mode(entry), dir_fd=parent)
+def _write_file(folders: Folders, entry: _Member, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    parent, name = _parent_and_name(folders, entry.path)
+    fd = os.open(name, FILE_FLAGS, entry.mode, dir_fd=parent)
     ok = False
     try:
         hasher = hashlib.sha256()
@@ -375,8 +491,8 @@ def _write_file(folders: Folders, entry: ManifestEntry, tar: tarfile.TarFile, me
                 while chunk := data.read(COPY_CHUNK):
                     hasher.update(chunk)
                     write_all(fd, chunk)
-        os.fchmod(fd, file_mode(entry))
-        if hasher.hexdigest() != entry.digest.hash:
+        os.fchmod(fd, entry.mode)
+        if entry.digest is not None and hasher.hexdigest() != entry.digest.hash:
             raise PackError(f"snapshot pack refused: the bytes of {entry.path!r} do not match the manifest's "
                             f"digest {entry.digest}")
         ok = True
