@@ -123,8 +123,8 @@ class Task:
 
         baseline.add_done_callback(recorded)
         self.events.emit(PhaseEvent("RUNNING"))
-        model = self.model = GatewayModel(GatewayConnection(spec.gateway_socket, spec.token, LLM_TIMEOUT_S),
-                                          spec.model)
+        model = self.model = GatewayModel(GatewayConnection(spec.gateway_socket, spec.token, LLM_TIMEOUT_S,
+                                                            url=spec.gateway_url), spec.model)
         return AgentLoop(model, toolbox, self.events, system_prompt=system, instruction=spec.instruction,
                          max_steps=spec.max_steps, ready=baseline.result)
 
@@ -159,7 +159,8 @@ def run_task(spec: AgentTaskSpec, state_dir: Path | None = None) -> int:
     `state_dir` is a shadow-repository folder prepared ahead of time (`baseline.init_state_dir`).
     """
     Path(spec.output).mkdir(parents=True, exist_ok=True)
-    sender = EventSender(GatewayConnection(spec.gateway_socket, spec.token, EVENTS_TIMEOUT_S)).start()
+    sender = EventSender(GatewayConnection(spec.gateway_socket, spec.token, EVENTS_TIMEOUT_S,
+                                                 url=spec.gateway_url)).start()
     try:
         result = Task(spec, sender, state_dir).run()
     finally:

@@ -12,6 +12,7 @@ import math
 import os
 from typing import Any
 
+from agent.gateway import GatewayURL
 from agent.wire import AgentTaskSpec, WireError
 
 _STRINGS = ("task_id", "token", "instruction", "model", "workspace", "output", "gateway_socket")
@@ -49,6 +50,13 @@ def parse_spec(line: bytes) -> AgentTaskSpec:
         raise SpecError("task spec: focus_paths must be a list of strings")
     if not isinstance(spec.focus_range, str):
         raise SpecError("task spec: focus_range must be a string")
+    if not isinstance(spec.gateway_url, str):
+        raise SpecError("task spec: gateway_url must be a string")
+    if spec.gateway_url:
+        try:
+            GatewayURL.parse(spec.gateway_url)
+        except ValueError as exc:
+            raise SpecError(f"task spec: {exc}") from None
     if not os.path.isdir(spec.workspace):
         raise SpecError(f"task spec: workspace {spec.workspace!r} is not a directory")
     return spec

@@ -50,6 +50,9 @@ class AgentTaskSpec:
     workspace: str = "/workspace"
     output: str = "/output"
     gateway_socket: str = GATEWAY_SOCKET_IN_SANDBOX
+    # `http(s)://host:port` of the gateway when it is reached over TCP (a Kubernetes pod); when set,
+    # `gateway_socket` is not used.
+    gateway_url: str = ""
     max_steps: int = 50
     command_timeout_s: float = 120.0
     setup_timeout_s: float = 600.0
