@@ -278,8 +278,9 @@ def test_every_generated_object_passes_the_strict_schemas_of_kubernetes_1_36(tmp
     s = settings("agents", tmp_path / "kc", runtime_class="gvisor", pod_labels=(("team", "a"),))
     job = manifests.job(s, task_id="abc", attempt=2, tenant="t", memory_bytes=1 << 30, wall_time_s=60)
     owner = {**job, "metadata": {**job["metadata"], "uid": "00000000-0000-0000-0000-000000000001"}}
-    objects = [job, manifests.secret(s, owner, spec_json=b"{}", transfer={}), manifests.network_policy(s, owner),
-               manifests.lease(s, "2026-01-01T00:00:00.000000Z"), rbac.role("worker", "agents")]
+    objects = [job, manifests.secret(s, owner, spec_json=b"{}", transfer_json=b"{}"),
+               manifests.network_policy(s, owner), manifests.lease(s, "2026-01-01T00:00:00.000000Z"),
+               rbac.role("worker", "agents")]
     for obj in objects:
         kubernetes_validate.validate(obj, "1.36", strict=True)
     broken = {**job, "spec": {**job["spec"], "backoffLimits": 0}}  # a misspelt field is caught

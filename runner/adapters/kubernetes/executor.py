@@ -32,9 +32,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
-from agent.wire import OUTPUT_FILES, RESULT_FILE, AgentTaskSpec
+from agent.pod_transfer import UPLOAD_NAMES, PackLink, Transfer
+from agent.wire import RESULT_FILE, AgentTaskSpec
 from runner.adapters.kubernetes import leases, manifests, names
-from runner.adapters.kubernetes.api import KubeApi, Obj, load_configuration
+from runner.adapters.kubernetes.api import KubeApi, load_configuration
 from runner.adapters.kubernetes.settings import KubernetesSettings
 from runner.adapters.kubernetes.status import Status, read_status
 from runner.adapters.kubernetes.watches import ObjectWatch, Tracker, start_watches
@@ -45,8 +46,7 @@ from runner.snapshots.packs import Packs
 
 log = logging.getLogger(__name__)
 
-AGENT_LOG = "agent.log"
-POD_OUTPUTS = (*OUTPUT_FILES, AGENT_LOG)
+POD_OUTPUTS = UPLOAD_NAMES  # what a pod may upload: the agent's outputs and its log
 LINK_SLACK_S = 600  # presigned URLs outlive the Job's deadline by this much
 MAX_OUTPUT_BYTES = 64 << 20
 MAX_RESULT_BYTES = 1 << 20
@@ -201,7 +201,7 @@ class KubernetesExecutor:
                 raise FailedPrecondition(f"Job {name} in namespace {s.namespace} exists but is not this task's "
                                          "attempt; delete it") from None
             adopted = True
-        secret = manifests.secret(s, job_obj, spec_json=self._pod_spec(job), transfer=await self._transfer(job))
+        secret = manifests.secret(s, job_obj, spec_json=self._pod_spec(job), transfer_json=await self._transfer(job))
         policy = manifests.network_policy(s, job_obj)
         for what, fn, obj in (("Secret", self._api.core.create_namespaced_secret, secret),
                               ("NetworkPolicy", self._api.networking.create_namespaced_network_policy, policy)):
@@ -213,16 +213,16 @@ class KubernetesExecutor:
         spec = AgentTaskSpec.from_json(job.agent_spec_json)
         return replace(spec, gateway_url=self._settings.gateway_url).to_json()
 
-    async def _transfer(self, job: SandboxJob) -> Obj:
+    async def _transfer(self, job: SandboxJob) -> bytes:
+        """The pod's transfer.json (`agent.pod_transfer`): the pack's GET link and one PUT link per output."""
         task = job.task
         pack = await self._packs.ensure(task.tenant, job.manifest)
         expires = int(task.limits.wall_time_s) + self._settings.deadline_slack_s + LINK_SLACK_S
         prefix = names.staging_prefix(task.tenant, task.id, job.attempt)
-        return {
-            "pack": {"url": self._transfers.pack_url(task.tenant, pack.key, expires),
-                     "digest": f"sha256:{pack.digest.hash}", "size": pack.digest.size},
-            "outputs": {n: self._transfers.upload_url(f"{prefix}/{n}", expires) for n in POD_OUTPUTS},
-        }
+        return Transfer(
+            pack=PackLink(self._transfers.pack_url(task.tenant, pack.key, expires), pack.digest.hash,
+                          pack.digest.size),
+            outputs={n: self._transfers.upload_url(f"{prefix}/{n}", expires) for n in POD_OUTPUTS}).to_json()
 
     async def _follow(self, job: SandboxJob, name: str) -> Status:
         """Wait until the pod has ended (or cannot start); note each new stage in the task's log."""

@@ -16,7 +16,6 @@ memory limit, ephemeral storage from the workspace size, CPU from the settings.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from runner.adapters.kubernetes import names
@@ -91,6 +90,8 @@ def job(settings: KubernetesSettings, *, task_id: str, attempt: int, tenant: str
     }
     pod_spec: Obj = {
         "restartPolicy": "Never",
+        # After SIGTERM (cancel, deadline) the agent writes its outputs and the pod uploads them.
+        "terminationGracePeriodSeconds": 60,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
@@ -122,7 +123,7 @@ def job(settings: KubernetesSettings, *, task_id: str, attempt: int, tenant: str
     }
 
 
-def secret(settings: KubernetesSettings, owner: Obj, *, spec_json: bytes, transfer: Obj) -> Obj:
+def secret(settings: KubernetesSettings, owner: Obj, *, spec_json: bytes, transfer_json: bytes) -> Obj:
     labels = dict(owner["metadata"]["labels"])
     return {
         "apiVersion": "v1",
@@ -130,7 +131,7 @@ def secret(settings: KubernetesSettings, owner: Obj, *, spec_json: bytes, transf
         "metadata": _meta(owner["metadata"]["name"], settings.namespace, labels, owner),
         "type": "Opaque",
         "immutable": True,
-        "stringData": {SPEC_FILE: spec_json.decode(), TRANSFER_FILE: json.dumps(transfer, separators=(",", ":"))},
+        "stringData": {SPEC_FILE: spec_json.decode(), TRANSFER_FILE: transfer_json.decode()},
     }
 
 
