@@ -7,8 +7,8 @@
 # ...) at ./staging with replace directives that a dependent module does not inherit; so the build goes
 # through a small wrapper module that pins each staging module to the release's matching v0.X.Y tag.
 # Binaries land in $(go env GOPATH)/bin/kubernetes-$KUBERNETES_VERSION/; a stamp makes later runs a
-# no-op, and a tool whose binary already reports the pinned version is not built again. Only the first build is slow (module
-# download and compile: about 10 minutes on 2 cores). Prints the folder.
+# no-op, and a tool whose binary already reports the pinned version is not built again. Only the first
+# build is slow (module download and compile: about 10 minutes on 2 cores). Prints the folder.
 set -euo pipefail
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
