@@ -128,7 +128,9 @@ def _ended(pod: Obj) -> Status | None:
 
 
 def read_status(job: Obj | None, pod: Obj | None) -> Status:
-    deadline = _condition(job, "Failed")
+    # The Job controller marks `FailureTarget` (DeadlineExceeded) first, then stops the pod (exit 143),
+    # then marks `Failed`: either condition says the deadline, not the pod's exit code, ended it.
+    deadline = _condition(job, "FailureTarget") or _condition(job, "Failed")
     if deadline is not None and deadline.get("reason") == "DeadlineExceeded":
         return Status("finished", "the Job's deadline passed", timed_out=True,
                       detail="the pod ran past its deadline and was stopped by Kubernetes")
