@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import nats
 import pytest
+import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 from servers import ServerProcess, find_minio, find_nats_server, free_port
 
 from deploy_tests.manifests import Obj, Rendered
@@ -133,9 +135,24 @@ def test_the_dev_minio_starts_from_its_command_line_and_takes_the_generated_keys
     for path in _probe_paths(dev.container("minio", "minio")):
         assert _get(f"http://127.0.0.1:{port}{path}") == 200, path
     keys = dev.secret_data("codex-sys-s3")
-    good = Minio(f"127.0.0.1:{port}", access_key=keys["access-key"], secret_key=keys["secret-key"], secure=False)
-    good.make_bucket("codex-sys")
+    good = _client(port, keys["access-key"], keys["secret-key"])
+    # /minio/health/ready answers before the object layer does: for some milliseconds more, S3 calls get
+    # 503 XMinioServerNotInitialized with Retry-After: 60 (which a retrying client would sleep through).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            good.make_bucket("codex-sys")
+            break
+        except (S3Error, ServerError) as exc:
+            starting = exc.code == "XMinioServerNotInitialized" if isinstance(exc, S3Error) else exc.status_code == 503
+            assert starting and time.monotonic() < deadline, exc
+            time.sleep(0.05)
     assert [b.name for b in good.list_buckets()] == ["codex-sys"]
-    bad = Minio(f"127.0.0.1:{port}", access_key=keys["access-key"], secret_key="not-the-key", secure=False)
     with pytest.raises(S3Error):
-        bad.list_buckets()
+        _client(port, keys["access-key"], "not-the-key").list_buckets()
+
+
+def _client(port: int, access_key: str, secret_key: str) -> Minio:
+    """A client that answers at once instead of retrying (and sleeping through a Retry-After)."""
+    http = urllib3.PoolManager(retries=urllib3.Retry(total=0, respect_retry_after_header=False))
+    return Minio(f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key, secure=False, http_client=http)
