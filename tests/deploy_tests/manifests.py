@@ -233,36 +233,29 @@ def _policies(rendered: Rendered, extra: Sequence[Obj], pod: Pod, direction: str
             and direction in _policy_types(p["spec"])]
 
 
+def _admitted(rendered: Rendered, pod: Pod, other: Pod, direction: str, port: int, protocol: str,
+              extra: Sequence[Obj]) -> bool:
+    """Whether the policies selecting `pod` in `direction` let its traffic with `other` on `port` through.
+    A pod no policy of that direction selects is not isolated; an isolated pod gets what any selecting
+    policy allows."""
+    rules, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    policies = _policies(rendered, extra, pod, direction)
+    return not policies or any(
+        (not rule.get(peers) or any(_peer_matches(peer, pod.namespace, other, rendered) for peer in rule[peers]))
+        and _port_matches(rule, port, protocol)
+        for policy in policies for rule in policy["spec"].get(rules) or [])
+
+
 def ingress_allowed(rendered: Rendered, source: Pod, target: Pod, port: int, *, protocol: str = "TCP",
                     extra: Sequence[Obj] = ()) -> bool:
-    """Whether the NetworkPolicies (the rendered ones and `extra`) admit `source` to `port` of `target`.
-    A pod no Ingress policy selects is not isolated; an isolated pod takes what any selecting policy
-    admits."""
-    policies = _policies(rendered, extra, target, "Ingress")
-    if not policies:
-        return True
-    for policy in policies:
-        for rule in policy["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            from_ok = not peers or any(_peer_matches(peer, target.namespace, source, rendered) for peer in peers)
-            if from_ok and _port_matches(rule, port, protocol):
-                return True
-    return False
+    """Whether the NetworkPolicies (the rendered ones and `extra`) admit `source` to `port` of `target`."""
+    return _admitted(rendered, target, source, "Ingress", port, protocol, extra)
 
 
 def egress_allowed(rendered: Rendered, source: Pod, target: Pod, port: int, *, protocol: str = "TCP",
                    extra: Sequence[Obj] = ()) -> bool:
     """The egress side: whether `source` may open `port` on `target`."""
-    policies = _policies(rendered, extra, source, "Egress")
-    if not policies:
-        return True
-    for policy in policies:
-        for rule in policy["spec"].get("egress") or []:
-            peers = rule.get("to")
-            to_ok = not peers or any(_peer_matches(peer, source.namespace, target, rendered) for peer in peers)
-            if to_ok and _port_matches(rule, port, protocol):
-                return True
-    return False
+    return _admitted(rendered, source, target, "Egress", port, protocol, extra)
 
 
 def connects(rendered: Rendered, source: Pod, target: Pod, port: int, *, protocol: str = "TCP",
@@ -270,25 +263,3 @@ def connects(rendered: Rendered, source: Pod, target: Pod, port: int, *, protoco
     """A connection needs both: the source's egress and the target's ingress."""
     return (egress_allowed(rendered, source, target, port, protocol=protocol, extra=extra)
             and ingress_allowed(rendered, source, target, port, protocol=protocol, extra=extra))
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A peer setting of the executor: `pod:<namespace>/<k>=<v>[,<k>=<v>]:<port>` or `cidr:<net>:<port>`."""
-
-    kind: str
-    namespace: str
-    selector: dict[str, str]
-    cidr: str
-    port: int
-
-
-def parse_peer(raw: str) -> Peer:
-    kind, _, rest = raw.partition(":")
-    target, _, port = rest.rpartition(":")
-    if kind == "cidr":
-        return Peer("cidr", "", {}, target, int(port))
-    assert kind == "pod", f"unknown peer kind in {raw!r}"
-    namespace, _, selector = target.partition("/")
-    pairs = dict(pair.split("=", 1) for pair in selector.split(","))
-    return Peer("pod", namespace, pairs, "", int(port))

@@ -19,12 +19,11 @@ from deploy_tests.manifests import (
     connects,
     egress_allowed,
     ingress_allowed,
-    parse_peer,
     selects,
 )
 from deploy_tests.processes import configure
+from runner.adapters.kubernetes import Peer, names
 from runner.adapters.kubernetes import manifests as executor_objects
-from runner.adapters.kubernetes import names
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -136,10 +135,10 @@ def test_the_peers_given_to_the_executor_select_the_right_pods(
     settings = r.config_data("codex-sys-worker-settings")
 
     def selected(peer_setting: str) -> tuple[set[str], int]:
-        peer = parse_peer(settings[peer_setting])
-        assert peer.kind == "pod" and peer.namespace == RUNNER_NS
+        peer = Peer.parse(settings[peer_setting], peer_setting)  # as the worker reads it
+        assert not peer.cidr and peer.namespace == RUNNER_NS
         names = {t.name for t in r.pod_templates()
-                 if t.namespace == peer.namespace and selects({"matchLabels": peer.selector}, t.labels)}
+                 if t.namespace == peer.namespace and selects({"matchLabels": dict(peer.pod_labels)}, t.labels)}
         return names, peer.port
 
     found, port = selected("CODEX_SYS_K8S_GATEWAY_PEER")
@@ -150,6 +149,6 @@ def test_the_peers_given_to_the_executor_select_the_right_pods(
         assert found == {"Deployment/minio"}
         assert port in _container_ports(r, "minio")
     else:
-        assert parse_peer(settings["CODEX_SYS_K8S_STORAGE_PEER"]).kind == "cidr"
-    dns = parse_peer(settings["CODEX_SYS_K8S_DNS_PEER"])
-    assert (dns.namespace, dns.selector, dns.port) == ("kube-system", {"k8s-app": "kube-dns"}, 53)
+        assert Peer.parse(settings["CODEX_SYS_K8S_STORAGE_PEER"], "storage").cidr
+    dns = Peer.parse(settings["CODEX_SYS_K8S_DNS_PEER"], "DNS")
+    assert (dns.namespace, dns.pod_labels, dns.port) == ("kube-system", (("k8s-app", "kube-dns"),), 53)

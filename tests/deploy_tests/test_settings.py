@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy_tests.manifests import AGENT_NS, DEPLOYABLE, KUSTOMIZATIONS, REPO, Rendered, parse_peer
+from deploy_tests.manifests import AGENT_NS, DEPLOYABLE, KUSTOMIZATIONS, REPO, Rendered
 from deploy_tests.processes import POD_IP, POD_NAME, command_line, configure
+from runner.adapters.kubernetes import Peer
 from runner.api.auth import load_token_file
 
 pytestmark = pytest.mark.timeout(60)
@@ -131,7 +132,7 @@ def test_each_port_is_the_same_everywhere_it_is_written(rendered: dict[str, Rend
     assert env["CODEX_SYS_K8S_GATEWAY_URL"] == f"http://{POD_IP}:{gateway_port}"
     worker_ports = {p["name"]: p["containerPort"] for p in r.container("codex-sys-worker", "worker")["ports"]}
     assert worker_ports == {"gateway": gateway_port}
-    assert parse_peer(env["CODEX_SYS_K8S_GATEWAY_PEER"]).port == gateway_port
+    assert Peer.parse(env["CODEX_SYS_K8S_GATEWAY_PEER"], "gateway").port == gateway_port
     policy = r.get("NetworkPolicy", "codex-sys-worker-gateway")["spec"]["ingress"][0]["ports"]
     assert [p["port"] for p in policy] == [gateway_port]
 
