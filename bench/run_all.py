@@ -13,6 +13,7 @@ BENCHMARKS = [
     ["bench.bench_lsp"],
     ["bench.bench_scale"],
     ["bench.bench_minio_upload", "--repeat", "3", "--dir", "/tmp"],
+    ["bench.bench_kubernetes", "--rounds", "15"],
 ]
 
 

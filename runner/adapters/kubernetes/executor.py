@@ -242,10 +242,11 @@ class KubernetesExecutor:
             if status.fatal:
                 return status
             if status.stage == "finished":
-                # The Job controller says why the pod ended (its deadline: TIMED_OUT) a moment after the
-                # pod ended; wait briefly for that word before going by the pod alone.
+                # The Job controller says why a pod failed (its deadline: TIMED_OUT) a moment after the pod
+                # ended; wait briefly for that word before going by the pod alone. An agent that exited
+                # 0 needs no verdict.
                 job_obj = self._tracker.jobs.get(name)
-                if job_obj is None or leases.finished(job_obj):
+                if status.exit_code == 0 or status.timed_out or job_obj is None or leases.finished(job_obj):
                     return status
                 if settle_until is None:
                     settle_until = time.monotonic() + JOB_SETTLE_S
