@@ -13,6 +13,7 @@ _TO_CODE: tuple[tuple[type[e.CodexError], grpc.StatusCode], ...] = (
     (e.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (e.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (e.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (e.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (e.Conflict, grpc.StatusCode.ABORTED),
     (e.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (e.TemporaryError, grpc.StatusCode.UNAVAILABLE),
@@ -26,7 +27,7 @@ _FROM_CODE: dict[grpc.StatusCode, type[e.CodexError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: e.FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: e.ResourceExhausted,
     grpc.StatusCode.UNAUTHENTICATED: e.Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: e.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: e.PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: e.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: e.Unavailable,
 }

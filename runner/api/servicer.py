@@ -21,7 +21,7 @@ from runner.api import codec
 from runner.api.auth import Authenticator
 from runner.api.errors import status_of
 from runner.domain import models as m
-from runner.domain.errors import CodexError, InvalidArgument
+from runner.domain.errors import CodexError, FailedPrecondition, InvalidArgument
 from runner.ports import BlobStore, BlobWriter
 from runner.tasks.service import TaskRequest, TaskService
 
@@ -254,6 +254,15 @@ class RunnerServicer(pb_grpc.RunnerServicer):
         url, expires_at = await self._service.artifact_link(
             self._tenant(context), request.task_id, request.name, request.expires_in_seconds)
         return pb.GetArtifactLinkResponse(url=url, expires_at=expires_at)
+
+    @_rpc
+    async def GetTaskPageLink(self, request: pb.GetTaskPageLinkRequest, context: Ctx) -> pb.GetTaskPageLinkResponse:
+        raise FailedPrecondition("this runner serves no task pages yet")
+
+    @_rpc
+    async def CreatePullRequest(self, request: pb.CreatePullRequestRequest,
+                                context: Ctx) -> pb.CreatePullRequestResponse:
+        raise FailedPrecondition("this runner cannot open pull requests yet")
 
 
 def add_to_server(servicer: RunnerServicer, server: aio.Server) -> None:

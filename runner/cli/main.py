@@ -1,8 +1,8 @@
 """`codex-sys`: the command line (argument parsing and dispatch; the work is in `runner.cli.commands`).
 
 Exit codes: 0 success (for `run`/`watch`: the task COMPLETED), 1 the task ended otherwise, 2 bad input
-(usage, unknown task, invalid workspace, a request the task's state does not allow), 3 the runner is
-unreachable or refused the credentials.
+(usage, unknown task, invalid workspace, a request the task's state does not allow, a quota reached), 3 the
+runner is unreachable or refused the credentials (or their role does not allow the request).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from runner.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -125,10 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands.dispatch(args))
     except KeyboardInterrupt:
         return 130
-    except (InvalidArgument, NotFound, FailedPrecondition) as exc:
+    except (InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted) as exc:
         sys.stderr.write(f"codex-sys: {exc}\n")
         return EXIT_INPUT
-    except (Unavailable, Unauthenticated) as exc:
+    except (Unavailable, Unauthenticated, PermissionDenied) as exc:
         sys.stderr.write(f"codex-sys: {exc}\n")
         return EXIT_RUNNER
     except CodexError as exc:

@@ -56,5 +56,9 @@ class Unauthenticated(PermanentError):
     pass
 
 
+class PermissionDenied(PermanentError):
+    """The caller is known but its role does not allow the request."""
+
+
 class Unavailable(TemporaryError):
     pass

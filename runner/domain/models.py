@@ -122,6 +122,27 @@ ARTIFACT_NAMES = (
 )
 
 
+class SourceKind(enum.Enum):
+    SNAPSHOT = "snapshot"
+    GIT = "git"
+    ZIP = "zip"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSource:
+    """Where a task's workspace comes from. A snapshot's manifest is known at creation; a Git or zip
+    source is fetched by the worker, which then records the manifest (and, for Git, the commit)."""
+
+    kind: SourceKind = SourceKind.SNAPSHOT
+    # Git: the URL as given, credentials included (the worker clones with them). Never shown: the API,
+    # events, logs and errors use the redacted form.
+    git_url: str = ""
+    git_ref: str = ""
+    # Git: the commit checked out; snapshot: the commit the client said the workspace is based on.
+    base_commit: str = ""
+    zip_digest: Digest | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class TaskLimits:
     """Per-task limits; the runner clamps what a client asks for to its configured maxima."""
@@ -173,6 +194,7 @@ class TaskRecord:
     # Optional focus from the editor: workspace-relative paths and a "path:start-end" line range.
     focus_paths: tuple[str, ...] = ()
     focus_range: str = ""
+    source: TaskSource = field(default_factory=TaskSource)
     # Set by the store: the revision this record was read at (0 before it is first stored).
     revision: int = 0
 

@@ -72,6 +72,25 @@ TASK_STATE_CANCELLED: TaskState.ValueType  # 8
 TASK_STATE_TIMED_OUT: TaskState.ValueType  # 9
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
+class _SourceKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SourceKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SOURCE_KIND_UNSPECIFIED: _SourceKind.ValueType  # 0
+    SOURCE_KIND_SNAPSHOT: _SourceKind.ValueType  # 1
+    SOURCE_KIND_GIT: _SourceKind.ValueType  # 2
+    SOURCE_KIND_ZIP: _SourceKind.ValueType  # 3
+
+class SourceKind(_SourceKind, metaclass=_SourceKindEnumTypeWrapper): ...
+
+SOURCE_KIND_UNSPECIFIED: SourceKind.ValueType  # 0
+SOURCE_KIND_SNAPSHOT: SourceKind.ValueType  # 1
+SOURCE_KIND_GIT: SourceKind.ValueType  # 2
+SOURCE_KIND_ZIP: SourceKind.ValueType  # 3
+Global___SourceKind: _TypeAlias = SourceKind  # noqa: Y015
+
 @_typing.final
 class Digest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -289,6 +308,35 @@ class TaskLimits(_message.Message):
 Global___TaskLimits: _TypeAlias = TaskLimits  # noqa: Y015
 
 @_typing.final
+class GitSource(_message.Message):
+    """A repository to clone (shallow) as the task's workspace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """https://, http://, git:// or ssh:// (file:// and local paths only where the operator enables them).
+    Credentials in the URL are used to clone and are never shown back: records, events, logs and errors
+    carry the URL with them removed.
+    """
+    ref: _builtins.str
+    """A branch, tag or full commit id; empty: the remote's default branch."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GitSource: _TypeAlias = GitSource  # noqa: Y015
+
+@_typing.final
 class CreateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -296,16 +344,21 @@ class CreateTaskRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     MANIFEST_DIGEST_FIELD_NUMBER: _builtins.int
     MANIFEST_FIELD_NUMBER: _builtins.int
+    GIT_FIELD_NUMBER: _builtins.int
+    ZIP_DIGEST_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     FOCUS_PATHS_FIELD_NUMBER: _builtins.int
     FOCUS_RANGE_FIELD_NUMBER: _builtins.int
+    BASE_COMMIT_FIELD_NUMBER: _builtins.int
     instruction: _builtins.str
     model: _builtins.str
     """Empty: the runner's default model."""
     request_id: _builtins.str
     """Makes CreateTask idempotent: a retry with the same key returns the task created the first time."""
     focus_range: _builtins.str
+    base_commit: _builtins.str
+    """For a snapshot: the commit the workspace is based on (its git HEAD), if any; pull requests start there."""
     @_builtins.property
     def manifest_digest(self) -> Global___Digest:
         """The digest of a `Manifest` uploaded as a blob."""
@@ -313,6 +366,14 @@ class CreateTaskRequest(_message.Message):
     @_builtins.property
     def manifest(self) -> Global___Manifest:
         """The manifest inline (small workspaces)."""
+
+    @_builtins.property
+    def git(self) -> Global___GitSource:
+        """A repository the worker clones."""
+
+    @_builtins.property
+    def zip_digest(self) -> Global___Digest:
+        """The digest of a zip archive uploaded as a blob; the worker unpacks it."""
 
     @_builtins.property
     def limits(self) -> Global___TaskLimits: ...
@@ -327,16 +388,19 @@ class CreateTaskRequest(_message.Message):
         model: _builtins.str = ...,
         manifest_digest: Global___Digest | None = ...,
         manifest: Global___Manifest | None = ...,
+        git: Global___GitSource | None = ...,
+        zip_digest: Global___Digest | None = ...,
         limits: Global___TaskLimits | None = ...,
         request_id: _builtins.str = ...,
         focus_paths: _abc.Iterable[_builtins.str] | None = ...,
         focus_range: _builtins.str = ...,
+        base_commit: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "manifest", b"manifest", "manifest_digest", b"manifest_digest", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["git", b"git", "limits", b"limits", "manifest", b"manifest", "manifest_digest", b"manifest_digest", "source", b"source", "zip_digest", b"zip_digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["focus_paths", b"focus_paths", "focus_range", b"focus_range", "instruction", b"instruction", "limits", b"limits", "manifest", b"manifest", "manifest_digest", b"manifest_digest", "model", b"model", "request_id", b"request_id", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_commit", b"base_commit", "focus_paths", b"focus_paths", "focus_range", b"focus_range", "git", b"git", "instruction", b"instruction", "limits", b"limits", "manifest", b"manifest", "manifest_digest", b"manifest_digest", "model", b"model", "request_id", b"request_id", "source", b"source", "zip_digest", b"zip_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["manifest_digest", "manifest"]  # noqa: Y015
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["manifest_digest", "manifest", "git", "zip_digest"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
 
@@ -411,6 +475,44 @@ class TokenUsage(_message.Message):
 Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
 
 @_typing.final
+class TaskSource(_message.Message):
+    """Where a task's workspace came from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    GIT_URL_FIELD_NUMBER: _builtins.int
+    GIT_REF_FIELD_NUMBER: _builtins.int
+    BASE_COMMIT_FIELD_NUMBER: _builtins.int
+    ZIP_DIGEST_FIELD_NUMBER: _builtins.int
+    kind: Global___SourceKind.ValueType
+    git_url: _builtins.str
+    """Git: the URL with any credentials removed, and the ref as asked."""
+    git_ref: _builtins.str
+    base_commit: _builtins.str
+    """Git: the commit checked out (known once the worker has cloned); snapshot: as the client gave it."""
+    @_builtins.property
+    def zip_digest(self) -> Global___Digest:
+        """Zip: the archive's digest."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___SourceKind.ValueType = ...,
+        git_url: _builtins.str = ...,
+        git_ref: _builtins.str = ...,
+        base_commit: _builtins.str = ...,
+        zip_digest: Global___Digest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["zip_digest", b"zip_digest"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_commit", b"base_commit", "git_ref", b"git_ref", "git_url", b"git_url", "kind", b"kind", "zip_digest", b"zip_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskSource: _TypeAlias = TaskSource  # noqa: Y015
+
+@_typing.final
 class Task(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -426,6 +528,8 @@ class Task(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     FILES_CHANGED_FIELD_NUMBER: _builtins.int
     MANIFEST_DIGEST_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PAGE_URL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     instruction: _builtins.str
     model: _builtins.str
@@ -436,12 +540,18 @@ class Task(_message.Message):
     updated_at: _builtins.float
     attempt: _builtins.int
     files_changed: _builtins.int
+    page_url: _builtins.str
+    """The task's page on the runner's HTTP side (it asks for a token); empty when there is none."""
     @_builtins.property
     def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]: ...
     @_builtins.property
     def usage(self) -> Global___TokenUsage: ...
     @_builtins.property
-    def manifest_digest(self) -> Global___Digest: ...
+    def manifest_digest(self) -> Global___Digest:
+        """Unset for a Git or zip task until the worker has fetched its source."""
+
+    @_builtins.property
+    def source(self) -> Global___TaskSource: ...
     def __init__(
         self,
         *,
@@ -457,10 +567,12 @@ class Task(_message.Message):
         usage: Global___TokenUsage | None = ...,
         files_changed: _builtins.int = ...,
         manifest_digest: Global___Digest | None = ...,
+        source: Global___TaskSource | None = ...,
+        page_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manifest_digest", b"manifest_digest", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["manifest_digest", b"manifest_digest", "source", b"source", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "attempt", b"attempt", "created_at", b"created_at", "files_changed", b"files_changed", "id", b"id", "instruction", b"instruction", "manifest_digest", b"manifest_digest", "model", b"model", "reason", b"reason", "state", b"state", "updated_at", b"updated_at", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "attempt", b"attempt", "created_at", b"created_at", "files_changed", b"files_changed", "id", b"id", "instruction", b"instruction", "manifest_digest", b"manifest_digest", "model", b"model", "page_url", b"page_url", "reason", b"reason", "source", b"source", "state", b"state", "updated_at", b"updated_at", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -958,3 +1070,135 @@ class GetArtifactLinkResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetArtifactLinkResponse: _TypeAlias = GetArtifactLinkResponse  # noqa: Y015
+
+@_typing.final
+class GetTaskPageLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    expires_in_seconds: _builtins.int
+    """0 means the runner's default (1 hour); at most 7 days."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        expires_in_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_in_seconds", b"expires_in_seconds", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTaskPageLinkRequest: _TypeAlias = GetTaskPageLinkRequest  # noqa: Y015
+
+@_typing.final
+class GetTaskPageLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    expires_at: _builtins.float
+    """Unix time (seconds) after which the link stops working."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTaskPageLinkResponse: _TypeAlias = GetTaskPageLinkResponse  # noqa: Y015
+
+@_typing.final
+class CreatePullRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    REMOTE_URL_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    BASE_BRANCH_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    GITHUB_TOKEN_FIELD_NUMBER: _builtins.int
+    DRAFT_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    remote_url: _builtins.str
+    """Where to push: any Git URL the runner may reach (the same rules as a Git source; credentials in it
+    are used and never shown back).
+    """
+    branch: _builtins.str
+    """The branch to create or update with the task's commit."""
+    base_branch: _builtins.str
+    """The branch the change is meant for (and the pull request's base); empty: the task's ref when it
+    names a branch, else the remote's default branch. When it has moved past the task's base commit,
+    the change is replayed onto its head, or the call fails naming the conflicting files.
+    """
+    title: _builtins.str
+    """Commit subject and pull request title; empty: from the task's instruction."""
+    github_token: _builtins.str
+    """A GitHub token: with a GitHub remote it authenticates the push and opens the pull request. Used for
+    this call only; never stored or logged.
+    """
+    draft: _builtins.bool
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        remote_url: _builtins.str = ...,
+        branch: _builtins.str = ...,
+        base_branch: _builtins.str = ...,
+        title: _builtins.str = ...,
+        github_token: _builtins.str = ...,
+        draft: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_branch", b"base_branch", "branch", b"branch", "draft", b"draft", "github_token", b"github_token", "remote_url", b"remote_url", "task_id", b"task_id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePullRequestRequest: _TypeAlias = CreatePullRequestRequest  # noqa: Y015
+
+@_typing.final
+class CreatePullRequestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRANCH_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    BASE_COMMIT_FIELD_NUMBER: _builtins.int
+    REBASED_FIELD_NUMBER: _builtins.int
+    PULL_REQUEST_URL_FIELD_NUMBER: _builtins.int
+    PULL_REQUEST_NUMBER_FIELD_NUMBER: _builtins.int
+    branch: _builtins.str
+    commit: _builtins.str
+    """The pushed commit and its parent."""
+    base_commit: _builtins.str
+    rebased: _builtins.bool
+    """The base branch had moved: the change was replayed onto its head."""
+    pull_request_url: _builtins.str
+    """Empty when no pull request was opened (no GitHub token or not a GitHub remote)."""
+    pull_request_number: _builtins.int
+    def __init__(
+        self,
+        *,
+        branch: _builtins.str = ...,
+        commit: _builtins.str = ...,
+        base_commit: _builtins.str = ...,
+        rebased: _builtins.bool = ...,
+        pull_request_url: _builtins.str = ...,
+        pull_request_number: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_commit", b"base_commit", "branch", b"branch", "commit", b"commit", "pull_request_number", b"pull_request_number", "pull_request_url", b"pull_request_url", "rebased", b"rebased"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePullRequestResponse: _TypeAlias = CreatePullRequestResponse  # noqa: Y015

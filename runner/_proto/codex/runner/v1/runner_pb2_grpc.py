@@ -86,6 +86,16 @@ class RunnerStub:
                 request_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.SerializeToString,
                 response_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.FromString,
                 _registered_method=True)
+        self.GetTaskPageLink = channel.unary_unary(
+                '/codex.runner.v1.Runner/GetTaskPageLink',
+                request_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkRequest.SerializeToString,
+                response_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkResponse.FromString,
+                _registered_method=True)
+        self.CreatePullRequest = channel.unary_unary(
+                '/codex.runner.v1.Runner/CreatePullRequest',
+                request_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestRequest.SerializeToString,
+                response_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServicer:
@@ -159,6 +169,22 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskPageLink(self, request, context):
+        """A share link to the task's page on the runner's HTTP side: it opens the page read-only, without a
+        token, until it expires (FAILED_PRECONDITION when the runner serves no HTTP side).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePullRequest(self, request, context):
+        """Commits the task's diff on a branch based on the task's base commit and pushes it to a Git remote;
+        with a GitHub token and a GitHub remote, also opens the pull request with the summary as its body.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +232,16 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.GetArtifactLink,
                     request_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.FromString,
                     response_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.SerializeToString,
+            ),
+            'GetTaskPageLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskPageLink,
+                    request_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkRequest.FromString,
+                    response_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkResponse.SerializeToString,
+            ),
+            'CreatePullRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePullRequest,
+                    request_deserializer=codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestRequest.FromString,
+                    response_serializer=codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -457,6 +493,60 @@ class Runner:
             '/codex.runner.v1.Runner/GetArtifactLink',
             codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkRequest.SerializeToString,
             codex_dot_runner_dot_v1_dot_runner__pb2.GetArtifactLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskPageLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codex.runner.v1.Runner/GetTaskPageLink',
+            codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkRequest.SerializeToString,
+            codex_dot_runner_dot_v1_dot_runner__pb2.GetTaskPageLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePullRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codex.runner.v1.Runner/CreatePullRequest',
+            codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestRequest.SerializeToString,
+            codex_dot_runner_dot_v1_dot_runner__pb2.CreatePullRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,14 @@ class RunnerStub:
     """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
     URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
     """
+    GetTaskPageLink: _grpc.UnaryUnaryMultiCallable[_runner_pb2.GetTaskPageLinkRequest, _runner_pb2.GetTaskPageLinkResponse]
+    """A share link to the task's page on the runner's HTTP side: it opens the page read-only, without a
+    token, until it expires (FAILED_PRECONDITION when the runner serves no HTTP side).
+    """
+    CreatePullRequest: _grpc.UnaryUnaryMultiCallable[_runner_pb2.CreatePullRequestRequest, _runner_pb2.CreatePullRequestResponse]
+    """Commits the task's diff on a branch based on the task's base commit and pushes it to a Git remote;
+    with a GitHub token and a GitHub remote, also opens the pull request with the summary as its body.
+    """
 
 @_typing.type_check_only
 class RunnerAsyncStub(RunnerStub):
@@ -89,6 +97,14 @@ class RunnerAsyncStub(RunnerStub):
     GetArtifactLink: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetArtifactLinkRequest, _runner_pb2.GetArtifactLinkResponse]  # type: ignore[assignment]
     """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
     URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+    """
+    GetTaskPageLink: _aio.UnaryUnaryMultiCallable[_runner_pb2.GetTaskPageLinkRequest, _runner_pb2.GetTaskPageLinkResponse]  # type: ignore[assignment]
+    """A share link to the task's page on the runner's HTTP side: it opens the page read-only, without a
+    token, until it expires (FAILED_PRECONDITION when the runner serves no HTTP side).
+    """
+    CreatePullRequest: _aio.UnaryUnaryMultiCallable[_runner_pb2.CreatePullRequestRequest, _runner_pb2.CreatePullRequestResponse]  # type: ignore[assignment]
+    """Commits the task's diff on a branch based on the task's base commit and pushes it to a Git remote;
+    with a GitHub token and a GitHub remote, also opens the pull request with the summary as its body.
     """
 
 class RunnerServicer(metaclass=_abc_1.ABCMeta):
@@ -171,6 +187,26 @@ class RunnerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runner_pb2.GetArtifactLinkResponse, _abc.Awaitable[_runner_pb2.GetArtifactLinkResponse]]:
         """A link that downloads one artifact over plain HTTPS without a token, until it expires (a presigned
         URL of the blob store; FAILED_PRECONDITION where the store cannot sign links, as the embedded one).
+        """
+
+    @_abc_1.abstractmethod
+    def GetTaskPageLink(
+        self,
+        request: _runner_pb2.GetTaskPageLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.GetTaskPageLinkResponse, _abc.Awaitable[_runner_pb2.GetTaskPageLinkResponse]]:
+        """A share link to the task's page on the runner's HTTP side: it opens the page read-only, without a
+        token, until it expires (FAILED_PRECONDITION when the runner serves no HTTP side).
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePullRequest(
+        self,
+        request: _runner_pb2.CreatePullRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runner_pb2.CreatePullRequestResponse, _abc.Awaitable[_runner_pb2.CreatePullRequestResponse]]:
+        """Commits the task's diff on a branch based on the task's base commit and pushes it to a Git remote;
+        with a GitHub token and a GitHub remote, also opens the pull request with the summary as its body.
         """
 
 def add_RunnerServicer_to_server(servicer: RunnerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
