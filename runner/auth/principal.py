@@ -46,3 +46,8 @@ def require(principal: Principal, action: Action) -> None:
     if not principal.may(action):
         roles = ", ".join(sorted(r.value for r in principal.roles)) or "none"
         raise PermissionDenied(f"this token (roles: {roles}) may not {action.value}; a member token is needed")
+
+
+LOCAL_TENANT = "local"
+# Whoever reaches the embedded runner's 0600 unix socket is its owner: the local tenant, a member.
+LOCAL_PRINCIPAL = Principal(LOCAL_TENANT, frozenset({Role.MEMBER}), "local")
