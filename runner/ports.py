@@ -87,6 +87,9 @@ class TaskStore(Protocol):
     async def list(self, tenant: str, limit: int = 50, states: Sequence[TaskState] = ()) -> list[TaskRecord]:
         """The tenant's tasks, newest first."""
 
+    async def list_created_since(self, tenant: str, since: float) -> Sequence[TaskRecord]:
+        """Every task of the tenant created at or after `since` (Unix time), oldest first (quotas)."""
+
 
 class EventLog(Protocol):
     """Per-task append-only event sequences, numbered from 1 without gaps."""

@@ -3,7 +3,8 @@
 One server per kind of listener, each with its own idea of who is calling:
 - a unix socket (the embedded runner): created 0600, so only its owner can connect; callers are the
   local tenant, no token needed;
-- TCP (`host:port`): every call needs `authorization: Bearer <token>`, the token names the tenant.
+- TCP (`host:port`): every call needs `authorization: Bearer <token>`; the `TokenBook` names the tenant
+  and roles. With a certificate and key the TCP listeners speak TLS only (`runner.auth.tls`).
 Health is SERVING while the runner accepts tasks and NOT_SERVING while it drains.
 """
 
@@ -14,12 +15,15 @@ import logging
 import os
 from pathlib import Path
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from runner.api.auth import Authenticator, AuthInterceptor
 from runner.api.servicer import SERVICE_NAME, RunnerServicer, add_to_server
+from runner.auth.tls import ServerTls
+from runner.auth.tokens import TokenBook
 from runner.tasks.service import TaskService
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,10 @@ SERVER_OPTIONS = [
 _HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
+def _credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(tls.private_key, tls.cert_chain)])
+
+
 class ApiServer:
     def __init__(self, service: TaskService) -> None:
         self._service = service
@@ -47,7 +55,7 @@ class ApiServer:
 
     def _server(self, auth: Authenticator) -> aio.Server:
         server = aio.server(interceptors=[AuthInterceptor(auth)], options=SERVER_OPTIONS)
-        add_to_server(RunnerServicer(self._service, auth), server)
+        add_to_server(RunnerServicer(self._service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, _HEALTH_NAME, reflection.SERVICE_NAME), server)
         self._servers.append(server)
@@ -67,10 +75,13 @@ class ApiServer:
         server.add_insecure_port(f"unix:{path}")
         self._unix_paths.append(path)
 
-    def add_tcp(self, address: str, tokens: dict[str, str]) -> int:
-        if not tokens:
-            raise ValueError("a TCP listener needs bearer tokens (--token-file); refusing to serve without auth")
-        port: int = self._server(Authenticator(tokens)).add_insecure_port(address)
+    def add_tcp(self, address: str, tokens: TokenBook | None, tls: ServerTls | None = None) -> int:
+        if tokens is None or not len(tokens):
+            raise ValueError("a TCP listener needs bearer tokens (--token-file or CODEX_SYS_TOKENS); "
+                             "refusing to serve without auth")
+        server = self._server(Authenticator(tokens))
+        port: int = (server.add_secure_port(address, _credentials(tls)) if tls is not None
+                     else server.add_insecure_port(address))
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         self.tcp_port = port

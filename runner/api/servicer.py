@@ -18,8 +18,9 @@ from grpc import aio
 from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
 from runner.api import codec
-from runner.api.auth import Authenticator
+from runner.api.auth import caller
 from runner.api.errors import status_of
+from runner.auth.principal import Principal
 from runner.domain import models as m
 from runner.domain.errors import CodexError, FailedPrecondition, InvalidArgument
 from runner.ports import BlobStore, BlobWriter
@@ -158,12 +159,16 @@ class _Upload:
 
 
 class RunnerServicer(pb_grpc.RunnerServicer):
-    def __init__(self, service: TaskService, auth: Authenticator) -> None:
+    def __init__(self, service: TaskService) -> None:
         self._service = service
-        self._auth = auth
+
+    @staticmethod
+    def _principal(context: Ctx) -> Principal:
+        """The caller, as `AuthInterceptor` admitted it (tenant, roles, token id)."""
+        return caller()
 
     def _tenant(self, context: Ctx) -> str:
-        return self._auth.tenant_of(context)
+        return self._principal(context).tenant
 
     @_rpc
     async def FindMissingBlobs(self, request: pb.FindMissingBlobsRequest, context: Ctx) -> pb.FindMissingBlobsResponse:

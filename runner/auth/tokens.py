@@ -20,9 +20,10 @@ token (the same reasoning as storing and looking up API keys by hash); `hmac.com
 confirms the match. A token's `token_id` is the first 8 hex digits of its digest: safe to log, and the
 same whether the file holds the secret or its digest. Errors name the file and line, never the token.
 
-Reloading: `identify` stats the file at most once per `check_interval_s` (one `stat`, microseconds) and
-re-reads it only when its size, mtime or inode changed. A file that no longer parses, or disappeared,
-leaves the previous book in force and logs an error (line number and reason, no token).
+Reloading (`runner.auth.watched_file`): `identify` stats the file at most once per `check_interval_s`
+(one `stat`, microseconds) and re-reads it only when its size, mtime or inode changed. A file that no
+longer parses, or disappeared, leaves the previous book in force and logs an error (line number and
+reason, no token).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import hmac
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.auth.principal import Principal, Role
+from runner.auth.watched_file import WatchedFile, read_text
 from runner.domain.errors import InvalidArgument, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ TOKEN_FILE_ENV = "CODEX_SYS_TOKEN_FILE"
 TOKENS_ENV = "CODEX_SYS_TOKENS"
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MIN_TOKEN_CHARS = 16
-MAX_FILE_BYTES = 4 << 20
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")
 _HASHED = re.compile(r"^sha256:([0-9a-f]{64})$")
 _FORMAT = "TOKEN TENANT [ROLE[,ROLE]] [expires=TIME] [revoked]"
@@ -151,23 +151,7 @@ def parse_tokens(lines: list[str], origin: str, line_label: str = "") -> dict[by
 
 
 def read_token_file(path: Path) -> dict[bytes, TokenEntry]:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise InvalidArgument(f"the token file {path} is larger than {MAX_FILE_BYTES >> 20} MiB")
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"the token file {path} is not UTF-8 text (byte {exc.start})") from exc
-    return parse_tokens(text.splitlines(), str(path))
-
-
-def _file_key(path: Path) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return parse_tokens(read_text(path, "token file").splitlines(), str(path))
 
 
 class TokenBook:
@@ -180,16 +164,9 @@ class TokenBook:
                  clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._inline = parse_tokens(re.split(r"[;\n]", inline), TOKENS_ENV, "entry") if inline.strip() else {}
-        self._interval = check_interval_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._file: dict[bytes, TokenEntry] = {}
-        self._file_key: tuple[int, int, int] | None = None
-        self._checked_at = time.monotonic()
-        if path is not None:
-            self._file_key = _file_key(path) if path.exists() else None
-            self._file = read_token_file(path)
-        self._entries = self._merge()
+        self._file = (WatchedFile(path, self._read_file, "token file", check_interval_s)
+                      if path is not None else None)
 
     @classmethod
     def from_settings(cls, path: Path | None = None, env: Mapping[str, str] | None = None,
@@ -204,48 +181,22 @@ class TokenBook:
             return None
         return cls(path, inline, check_interval_s)
 
-    def _merge(self) -> dict[bytes, TokenEntry]:
-        for digest in self._inline.keys() & self._file.keys():
-            raise InvalidArgument(f"token {fingerprint(digest)} is both in {TOKENS_ENV} and in {self.path}; "
+    def _read_file(self, path: Path) -> dict[bytes, TokenEntry]:
+        entries = read_token_file(path)
+        for digest in entries.keys() & self._inline.keys():
+            raise InvalidArgument(f"token {fingerprint(digest)} is both in {TOKENS_ENV} and in {path}; "
                                   "keep it in one place")
-        return {**self._file, **self._inline}
+        return {**entries, **self._inline}
+
+    def _entries(self, force: bool = False) -> dict[bytes, TokenEntry]:
+        return self._file.current(force) if self._file is not None else self._inline
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries())
 
-    def refresh(self, force: bool = False) -> None:
-        """Re-read the file if it changed; at most once per interval unless forced."""
-        if self.path is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._checked_at < self._interval:
-            return
-        with self._lock:
-            self._checked_at = now
-            try:
-                key = _file_key(self.path)
-            except OSError as exc:
-                if self._file_key is not None:
-                    log.error("token file unreadable; keeping the tokens loaded before",
-                              extra={"path": str(self.path), "error": exc.strerror or str(exc)})
-                    self._file_key = None
-                return
-            if key == self._file_key:
-                return
-            self._file_key = key
-            try:
-                file_entries = read_token_file(self.path)
-                previous, self._file = self._file, file_entries
-                try:
-                    self._entries = self._merge()
-                except InvalidArgument:
-                    self._file = previous
-                    raise
-            except InvalidArgument as exc:
-                log.error("token file not reloaded; keeping the tokens loaded before",
-                          extra={"path": str(self.path), "error": str(exc)})
-                return
-            log.info("token file reloaded", extra={"path": str(self.path), "tokens": len(self._entries)})
+    def refresh(self) -> None:
+        """Re-read the file now if it changed (a request re-checks it at most once per interval)."""
+        self._entries(force=True)
 
     def identify(self, authorization: str | None) -> Principal:
         """The caller named by an `Authorization` header (or gRPC metadata) value: `Bearer <token>`.
@@ -262,9 +213,8 @@ class TokenBook:
         return self.principal(token)
 
     def principal(self, token: str) -> Principal:
-        self.refresh()
         digest = token_digest(token)
-        entry = self._entries.get(digest)
+        entry = self._entries().get(digest)
         if entry is None or not hmac.compare_digest(entry.digest, digest):
             raise Unauthenticated("the token is not valid for this runner")
         if entry.revoked:

@@ -47,7 +47,8 @@ async def _connect(args: argparse.Namespace) -> AsyncIterator[RunnerClient]:
     address = args.runner
     if not address:
         address = await ensure_embedded_runner(HomeLayout(codex_home()))
-    client = RunnerClient(address, token=args.token)
+    client = RunnerClient(address, token=args.token, ca_file=Path(args.ca_file) if args.ca_file else None,
+                          plaintext=args.plaintext)
     try:
         yield client
     finally:

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="runner address (unix:/path or host:port); default: the embedded runner (env CODEX_SYS_RUNNER)")
     p.add_argument("--token", default=os.environ.get("CODEX_SYS_TOKEN"),
                    help="bearer token for a shared runner (env CODEX_SYS_TOKEN)")
+    p.add_argument("--ca-file", default=os.environ.get("CODEX_SYS_CA_FILE"), metavar="PEM",
+                   help="CA certificate that signed the runner's TLS certificate; implies TLS (env CODEX_SYS_CA_FILE)")
+    p.add_argument("--plaintext", action="store_true", default=None,
+                   help="allow sending the token without TLS to a non-loopback runner (env CODEX_SYS_PLAINTEXT=1)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="snapshot a workspace, run a task on it and wait for the diff")
@@ -81,8 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--embedded", action="store_true",
                        help="embedded adapters under CODEX_SYS_HOME (the default when no NATS URL is given)")
     serve.add_argument("--listen", action="append", default=[], metavar="ADDR",
-                       help="extra TCP address host:port (needs --token-file)")
-    serve.add_argument("--token-file", help="file of 'TOKEN TENANT' lines for TCP clients")
+                       help="extra TCP address host:port (needs --token-file or CODEX_SYS_TOKENS)")
+    serve.add_argument("--token-file", help="tokens of TCP clients, one 'TOKEN TENANT [ROLES] [expires=TIME] "
+                                            "[revoked]' per line, re-read when it changes (env CODEX_SYS_TOKEN_FILE; "
+                                            "docs/tenants.md)")
+    serve.add_argument("--tls-cert", metavar="PEM",
+                       help="serve TCP with TLS: certificate chain (env CODEX_SYS_TLS_CERT)")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (env CODEX_SYS_TLS_KEY)")
+    serve.add_argument("--tenants-file", metavar="TOML",
+                       help="per-tenant quotas, re-read when it changes (env CODEX_SYS_TENANTS_FILE)")
     serve.add_argument("--no-worker", action="store_true", help="serve the API only; run workers separately")
     serve.add_argument("--workers", type=int, default=0, help="tasks run at once (default: CODEX_SYS_WORKERS or 2)")
     serve.add_argument("--warm-pool", type=int, default=-1,

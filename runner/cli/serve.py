@@ -47,8 +47,9 @@ def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_wo
         overrides["warm_pool"] = args.warm_pool
     if getattr(args, "listen", None):
         overrides["tcp_listen"] = tuple(args.listen)
-    if getattr(args, "token_file", None):
-        overrides["token_file"] = Path(args.token_file)
+    for flag in ("token_file", "tls_cert", "tls_key", "tenants_file"):
+        if getattr(args, flag, None):
+            overrides[flag] = Path(getattr(args, flag))
     return RunnerConfig.from_env(home, **overrides)
 
 

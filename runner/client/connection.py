@@ -1,13 +1,15 @@
 """A typed async client of the Runner gRPC API, speaking domain dataclasses.
 
-Addresses: `unix:/path/to/runner.sock` (the embedded runner) or `host:port` (a shared runner, with a
-bearer token). RpcErrors come back as the runner's own error classes with the server's message.
+Addresses: `unix:/path/to/runner.sock` (the embedded runner), or `host:port` / `tls://host:port` (a
+shared runner, with a bearer token; see `runner.client.channel`). RpcErrors come back as the runner's
+own error classes with the server's message.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,30 +20,27 @@ from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
 from runner.api import codec
 from runner.api.errors import error_from_rpc
+from runner.client.channel import Target
 from runner.closing import AsyncClosing
 from runner.domain import models as m
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 8 << 20),
-    ("grpc.max_send_message_length", 8 << 20),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
-
 
 class RunnerClient(AsyncClosing):
-    def __init__(self, address: str, token: str | None = None, timeout_s: float = 60.0) -> None:
-        self.address = address
+    def __init__(self, address: str, token: str | None = None, timeout_s: float = 60.0, *,
+                 ca_file: Path | None = None, plaintext: bool | None = None) -> None:
+        """`address` as `runner.client.channel` reads it (unix:, host:port, tls://); `ca_file` and
+        `plaintext` default to CODEX_SYS_CA_FILE and CODEX_SYS_PLAINTEXT."""
+        self._target = Target.parse(address, token, ca_file, plaintext)
+        self.address = self._target.address
         self._timeout = timeout_s
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = self._target.channel()
         self._stub = pb_grpc.RunnerStub(self._channel)
 
     async def reconnect(self) -> None:
         """A fresh channel (after the runner restarted): no waiting out the old one's backoff."""
         old = self._channel
-        self._channel = aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = self._target.channel()
         self._stub = pb_grpc.RunnerStub(self._channel)
         await old.close()
 

@@ -27,8 +27,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from runner.adapters.local_executor.executor import LocalExecutor
-from runner.api.auth import load_token_file
 from runner.api.server import ApiServer
+from runner.auth.tls import TLS_CERT_ENV, TLS_KEY_ENV, ServerTls
+from runner.auth.tokens import TOKEN_FILE_ENV, TOKENS_ENV, TokenBook
+from runner.auth.watched_file import WatchedFile
 from runner.composition.backends import Backends, DistributedSettings, open_backends
 from runner.composition.codec import ProtoManifestCodec
 from runner.config import HomeLayout, LLMSettings, env_number, env_whole
@@ -36,6 +38,7 @@ from runner.domain.errors import InvalidArgument
 from runner.gateway.server import Gateway
 from runner.ports import BlobStore, Executor
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+from runner.tasks.quotas import TENANTS_FILE_ENV, Quotas, read_tenants_file
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
@@ -60,7 +63,13 @@ class RunnerConfig:
     workers: int = 2
     warm_pool: int = 1
     tcp_listen: tuple[str, ...] = ()
+    # Bearer tokens for TCP (runner.auth.tokens): a file re-read when it changes, and/or fixed lines.
     token_file: Path | None = None
+    inline_tokens: str = ""
+    # TLS for the TCP listeners (both or neither), and the per-tenant quotas file (none: no quotas).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tenants_file: Path | None = None
     scripted_scenario: str = DEFAULT_SCENARIO
     max_blob_bytes: int = MAX_BLOB_BYTES
     # The only consumer of an embedded state: at start, deliveries a crashed predecessor held are taken
@@ -84,8 +93,15 @@ class RunnerConfig:
                    warm_pool=env_whole("CODEX_SYS_WARM_POOL", 1, allow_zero=True),
                    scripted_scenario=os.environ.get("CODEX_SYS_SCRIPTED_SCENARIO") or DEFAULT_SCENARIO,
                    shutdown_grace_s=env_number("CODEX_SYS_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S, allow_zero=True),
-                   worker=worker)
+                   worker=worker, token_file=_env_path(TOKEN_FILE_ENV), inline_tokens=os.environ.get(TOKENS_ENV, ""),
+                   tls_cert=_env_path(TLS_CERT_ENV), tls_key=_env_path(TLS_KEY_ENV),
+                   tenants_file=_env_path(TENANTS_FILE_ENV))
         return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def _load_scenario(name: str) -> Scenario:
@@ -123,6 +139,11 @@ class Runner:
         cfg = self.config
         home = cfg.home
         home.ensure()
+        # Settings files first: a bad token, certificate or tenants file stops the start at once.
+        tokens = (TokenBook(cfg.token_file, cfg.inline_tokens)
+                  if cfg.run_api and (cfg.token_file or cfg.inline_tokens.strip()) else None)
+        tls = ServerTls.from_settings(cfg.tls_cert, cfg.tls_key) if cfg.run_api else None
+        quota_file = WatchedFile(cfg.tenants_file, read_tenants_file, "tenants file") if cfg.tenants_file else None
         backends = self._backends = await open_backends(home, cfg.distributed, max_blob_bytes=cfg.max_blob_bytes)
         llm = cfg.llm
         if cfg.run_worker and not (llm.base_url or llm.api_key):
@@ -132,7 +153,8 @@ class Runner:
             log.info("no LLM provider configured: using the scripted model",
                      extra={"scenario": cfg.scripted_scenario})
         self.service = TaskService(backends.store, backends.events, backends.queue, backends.blobs,
-                                   ProtoManifestCodec(), llm.model, cfg.limits)
+                                   ProtoManifestCodec(), llm.model, cfg.limits,
+                                   quotas=Quotas(backends.store, quota_file) if quota_file else None)
         if cfg.run_worker:
             self._gateway = Gateway(llm, TaskEventSink(self.service), home.gateway_socket, home.transcripts)
             await self._gateway.start()
@@ -154,11 +176,10 @@ class Runner:
             self._sweeper = asyncio.create_task(sweep_forever(self.service, backends.queue), name="exhausted-sweeper")
             self._sweeper.add_done_callback(_log_exit)
         if cfg.run_api:
-            tokens = load_token_file(cfg.token_file) if cfg.token_file else {}
             self._api = ApiServer(self.service)
             self._api.add_unix(home.runner_socket)
             for address in cfg.tcp_listen:
-                self._api.add_tcp(address, tokens)
+                self._api.add_tcp(address, tokens, tls)
             await self._api.start()
 
     @property

@@ -23,6 +23,7 @@ from runner.domain.errors import AlreadyExists, Conflict, FailedPrecondition, In
 from runner.domain.paths import check_relative_path, check_symlink_targets, validate_manifest
 from runner.ports import BlobStore, EventLog, QueuedTask, SignsLinks, TaskQueue, TaskStore
 from runner.tasks.ids import check_task_id, new_task_id
+from runner.tasks.quotas import Quotas
 
 
 class ManifestCodec(Protocol):
@@ -85,7 +86,7 @@ def _clamp(requested: m.TaskLimits | None, default: m.TaskLimits, maximum: m.Tas
 class TaskService:
     def __init__(self, store: TaskStore, events: EventLog, queue: TaskQueue, blobs: BlobStore,
                  manifest_codec: ManifestCodec, default_model: str,
-                 limits: ServiceLimits | None = None) -> None:
+                 limits: ServiceLimits | None = None, quotas: Quotas | None = None) -> None:
         self.store = store
         self.events = events
         self.queue = queue
@@ -93,11 +94,20 @@ class TaskService:
         self._codec = manifest_codec
         self._default_model = default_model
         self._limits = limits or ServiceLimits()
+        self._quotas = quotas
         self._cancel_listeners: list[CancelListener] = []
         self._checked: dict[tuple[str, m.Digest], None] = {}  # insertion-ordered: oldest first
 
     def on_cancel(self, listener: CancelListener) -> None:
         self._cancel_listeners.append(listener)
+
+    async def _admit(self, tenant: str, task_id: str, requested: m.TaskLimits | None) -> int:
+        """The tenant's quotas (`runner.tasks.quotas`): raises `ResourceExhausted`, or returns the LLM
+        token budget the new task may have."""
+        budget = _clamp(requested, self._limits.default_limits, self._limits.max_limits).max_llm_tokens
+        if self._quotas is None:
+            return budget
+        return await self._quotas.admit(tenant, task_id, budget)
 
     # ---- snapshots ------------------------------------------------------------------------------
 
@@ -147,6 +157,7 @@ class TaskService:
             else:
                 if existing.tenant == tenant:
                     return existing
+        llm_budget = await self._admit(tenant, task_id, req.limits)
         if req.manifest is not None:
             manifest = req.manifest
             manifest_digest = await self.blobs.put_bytes(tenant, self._codec.encode(manifest))
@@ -165,6 +176,7 @@ class TaskService:
             while len(self._checked) > CHECKED_MANIFESTS:
                 self._checked.pop(next(iter(self._checked)))
         limits = _clamp(req.limits, self._limits.default_limits, self._limits.max_limits)
+        limits = replace(limits, max_llm_tokens=min(limits.max_llm_tokens, llm_budget))
         record = m.TaskRecord(id=task_id, tenant=tenant, instruction=instruction,
                               model=req.model or self._default_model, manifest_digest=manifest_digest,
                               limits=limits, focus_paths=req.focus_paths, focus_range=req.focus_range)

@@ -122,3 +122,18 @@ async def test_list_reflects_updates(task_store: TaskStore) -> None:
     updated = await task_store.update(created.with_state(TaskState.CANCELLED, "by user"))
     assert await task_store.list("tenant-a") == [updated]
     assert await task_store.list("tenant-a", states=[TaskState.QUEUED]) == []
+
+
+async def test_list_created_since_gives_the_tenants_tasks_from_that_time_oldest_first(task_store: TaskStore) -> None:
+    tenant = "tenant-a"
+    older = await task_store.create(record(tenant, created_at=1_700_000_000.0))
+    at_cut = await task_store.create(record(tenant, created_at=1_700_000_100.0, state=TaskState.COMPLETED))
+    newest = await task_store.create(record(tenant, created_at=1_700_000_200.0))
+    between = await task_store.create(record(tenant, created_at=1_700_000_150.0))
+    await task_store.create(record("tenant-b", created_at=1_700_000_300.0))
+    got = await task_store.list_created_since(tenant, 1_700_000_100.0)
+    assert [r.id for r in got] == [at_cut.id, between.id, newest.id]
+    assert got[0] == at_cut and older.id not in {r.id for r in got}
+    running = await task_store.update(between.with_state(TaskState.PREPARING))
+    assert running in await task_store.list_created_since(tenant, 0)
+    assert await task_store.list_created_since(tenant, 1_700_000_201.0) == []

@@ -12,7 +12,7 @@ import pytest
 from deploy_tests.manifests import AGENT_NS, DEPLOYABLE, KUSTOMIZATIONS, REPO, Rendered
 from deploy_tests.processes import POD_IP, POD_NAME, command_line, configure
 from runner.adapters.kubernetes import Peer
-from runner.api.auth import load_token_file
+from runner.auth.tokens import TokenBook
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,7 +112,8 @@ def test_the_external_example_starts_once_its_secrets_exist(
 def test_the_dev_api_tokens_load(dev: Rendered, tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text(dev.secret_data("codex-sys-tokens")["tokens"])
-    assert load_token_file(path) == {"codex-dev-token-not-for-production": "dev"}
+    book = TokenBook(path)
+    assert len(book) == 1 and book.identify("Bearer codex-dev-token-not-for-production").tenant == "dev"
 
 
 @pytest.mark.parametrize("kustomization", DEPLOYABLE)

@@ -8,6 +8,7 @@ order, newest first); the state filter uses the `state` column, kept equal to th
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import sqlite3
 from collections.abc import Sequence
@@ -99,6 +100,16 @@ class SqliteTaskStore(AsyncClosing):
 
         def select(conn: sqlite3.Connection) -> list[TaskRecord]:
             return [_decode_row(body, revision) for body, revision in conn.execute(sql, params)]
+
+        return await self._db.read(select)
+
+    async def list_created_since(self, tenant: str, since: float) -> builtins.list[TaskRecord]:
+        self._check_open()
+        sql = ("SELECT body, revision FROM tasks WHERE tenant = ? AND created_at >= ? "
+               "ORDER BY created_at, rowid")
+
+        def select(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            return [_decode_row(body, revision) for body, revision in conn.execute(sql, (tenant, since))]
 
         return await self._db.read(select)
 

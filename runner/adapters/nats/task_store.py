@@ -198,6 +198,13 @@ class KvTaskStore(AsyncClosing):
         chosen.sort(key=lambda s: (s.record.created_at, s.order), reverse=True)
         return [s.record for s in chosen[:limit]]
 
+    async def list_created_since(self, tenant: str, since: float) -> builtins.list[TaskRecord]:
+        self._check_open()
+        current = await retrying(self._conn, f"list the tasks of tenant {tenant}", lambda: self._scan(tenant))
+        chosen = [s for s in current if s.record.created_at >= since]
+        chosen.sort(key=lambda s: (s.record.created_at, s.order))
+        return [s.record for s in chosen]
+
     # ---- internals -------------------------------------------------------------------------------------
 
     async def _bucket(self) -> KeyValue:
