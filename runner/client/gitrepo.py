@@ -19,12 +19,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.client.ignore import IgnoreRules, Pattern, match_name, parse_patterns
 
-__all__ = ["Repository", "base_rules", "exclude_patterns", "find_repository", "read_ignore_file"]
+__all__ = ["Repository", "base_rules", "exclude_patterns", "find_repository", "head_commit", "read_ignore_file"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ def find_repository(folder: str) -> Repository | None:
         except OSError:
             return None
         current = parent
+
+
+def head_commit(repo: Repository) -> str:
+    """The commit checked out in the work tree (its HEAD), or "" when git cannot tell (no commit yet,
+    git missing or failing)."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=repo.top,
+                              capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    commit = proc.stdout.decode("ascii", "replace").strip()
+    return commit if proc.returncode == 0 and len(commit) in (40, 64) else ""
 
 
 def _git_dir(top: str, dot_git: str) -> str | None:

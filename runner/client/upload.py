@@ -19,6 +19,8 @@ from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner.api import codec
 from runner.client.blob_source import BlobSource
 from runner.client.connection import RunnerClient
+from runner.client.hashing import hash_file
+from runner.client.records import trusted_digest
 from runner.domain import models as m
 from runner.domain.errors import FailedPrecondition, InvalidArgument
 
@@ -122,6 +124,17 @@ async def upload_snapshot(client: RunnerClient, manifest: m.Manifest,
         blobs_uploaded, bytes_uploaded = await client.upload(_requests(items))
     return UploadStats(manifest_digest, len(wanted), blobs_uploaded, bytes_uploaded,
                        time.perf_counter() - started)
+
+
+async def upload_file(client: RunnerClient, path: Path, max_bytes: int) -> tuple[m.Digest, int]:
+    """Upload one file as a blob (a zip archive) unless the runner has it already: its digest and the
+    bytes sent."""
+    found = await asyncio.to_thread(hash_file, str(path), 0, max_bytes)
+    digest = trusted_digest(found.hexdigest, found.size)
+    if not await client.find_missing([digest]):
+        return digest, 0
+    _, sent = await client.upload(_requests([(digest, path)]))
+    return digest, sent
 
 
 async def submit_task(client: RunnerClient, manifest: m.Manifest, sources: Mapping[m.Digest, BlobSource],

@@ -180,7 +180,8 @@ class TaskRecord:
     tenant: str
     instruction: str
     model: str
-    manifest_digest: Digest
+    # None for a Git or zip task until the worker has fetched its source.
+    manifest_digest: Digest | None
     state: TaskState = TaskState.QUEUED
     reason: str = ""
     created_at: float = field(default_factory=time.time)

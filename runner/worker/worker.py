@@ -1,6 +1,7 @@
 """The worker loop: one delivery at a time per slot, each task attempt in its own sandbox.
 
-For each delivery: PREPARING (attempt recorded) → open an LLM session at the gateway (per-task token and
+For each delivery: PREPARING (attempt recorded; a Git or zip task's source cloned or unpacked and its
+manifest recorded, once: `runner.sources.fetcher`) → open an LLM session at the gateway (per-task token and
 budget) → `Executor.run` (the agent reports SETTING_UP / RUNNING / UPLOADING itself through the gateway)
 → close the session (transcript) → store the artifacts → a final state with a reason → ack.
 
@@ -30,10 +31,11 @@ from dataclasses import dataclass, replace
 
 from agent.wire import AgentResult, AgentTaskSpec, WireError
 from runner.domain import models as m
-from runner.domain.errors import CodexError, NotFound, TemporaryError
+from runner.domain.errors import CodexError, FailedPrecondition, NotFound, TemporaryError
 from runner.gateway.budget import Budget
 from runner.gateway.session import SessionReport
 from runner.ports import BlobStore, Delivery, Executor, SandboxJob, SandboxOutcome, TaskQueue
+from runner.sources.fetcher import SourceFetcher
 from runner.tasks.service import TaskService
 from runner.worker.sessions import LLMSessions
 
@@ -58,7 +60,8 @@ class _Superseded(Exception):
 
 class Worker:
     def __init__(self, service: TaskService, queue: TaskQueue, executor: Executor, sessions: LLMSessions,
-                 config: WorkerConfig | None = None, blobs: BlobStore | None = None) -> None:
+                 config: WorkerConfig | None = None, blobs: BlobStore | None = None,
+                 sources: SourceFetcher | None = None) -> None:
         self._service = service
         # Where the worker stores what it makes (the transcript, notes for missing artifacts).
         self._blobs = blobs or service.blobs
@@ -66,6 +69,8 @@ class Worker:
         self._executor = executor
         self._sessions = sessions
         self._config = config or WorkerConfig()
+        # Fetches Git and zip sources (None: such tasks fail with a reason).
+        self._sources = sources
         self._running: dict[str, asyncio.Task[SandboxOutcome]] = {}
         self._cancelled: set[str] = set()
         self._stopping = asyncio.Event()
@@ -176,7 +181,13 @@ class Worker:
             return
         record = prepared
         log.info("task started", extra={"task_id": task_id, "attempt": delivery.attempt})
-        manifest = await self._service.load_manifest(record.tenant, record.manifest_digest)
+        if record.manifest_digest is None:
+            fetched = await self._fetch_source(record, delivery.attempt)
+            if fetched is None:
+                return
+            record, manifest = fetched
+        else:
+            manifest = await self._service.load_manifest(record.tenant, record.manifest_digest)
         token = self._sessions.open_session(task_id, record.tenant, Budget.from_limits(record.limits))
         report: SessionReport | None = None
         outcome: SandboxOutcome | None = None
@@ -196,6 +207,27 @@ class Worker:
         finally:
             report = await self._sessions.close_session(task_id)
         await self._conclude(record, delivery.attempt, outcome, report, cancelled)
+
+    async def _fetch_source(self, record: m.TaskRecord, attempt: int) -> tuple[m.TaskRecord, m.Manifest] | None:
+        """Clone or unpack a Git or zip task's source, record its manifest (and commit); None when the
+        task moved on meanwhile. A later attempt finds the manifest recorded and does not fetch again."""
+        if self._sources is None:
+            raise FailedPrecondition("this worker cannot fetch Git or zip sources")
+        fetched = await self._sources.fetch(record, attempt, self._blobs)
+        digest = await self._service.put_manifest(record.tenant, fetched.manifest)
+
+        def fill(r: m.TaskRecord) -> m.TaskRecord:
+            return replace(r, manifest_digest=digest, source=replace(
+                r.source, base_commit=fetched.base_commit or r.source.base_commit))
+
+        stored = await self._service.transition(record.id, m.TaskState.PREPARING, update=fill, if_attempt=attempt)
+        if stored is None:
+            current = await self._service.store.get(record.id)
+            if current.attempt != attempt:
+                raise _Superseded
+            return None
+        await self._service.events.append(record.id, m.LogLine("runner", fetched.note))
+        return stored, fetched.manifest
 
     def _notes_for(self, task_id: str) -> Callable[[str], Awaitable[None]]:
         async def note(text: str) -> None:
