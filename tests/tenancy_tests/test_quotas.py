@@ -4,7 +4,9 @@ token clamp, concurrent creates that cannot overshoot, the tenants file's errors
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -42,6 +44,15 @@ async def snapshot(client: RunnerClient) -> m.Digest:
     blob = m.Digest.of(data)
     stats = await upload_snapshot(client, m.Manifest((m.ManifestEntry("a.py", m.FileKind.FILE, blob),)), {blob: data})
     return stats.manifest_digest
+
+
+@contextlib.asynccontextmanager
+async def one_tenant(root: Path, tenant: str, tenants_toml: str) -> AsyncIterator[tuple[RunnerClient, m.Digest]]:
+    """A runner with these quotas, a client of `tenant` and a snapshot of its own."""
+    (root / "tenants.toml").write_text(tenants_toml)
+    cfg = config(root, tokens=f"{TOKENS[tenant]} {tenant}\n", tenants_file=root / "tenants.toml")
+    async with running(cfg) as (_, address), RunnerClient(address, token=TOKENS[tenant]) as client:
+        yield client, await snapshot(client)
 
 
 def limits(tokens: int) -> m.TaskLimits:
@@ -100,11 +111,8 @@ async def test_each_quota_refuses_with_its_message_and_the_budget_is_clamped(sho
 
 
 async def test_concurrent_creates_of_one_tenant_do_not_overshoot_and_retries_are_not_refused(short_tmp: Path) -> None:
-    tenants = short_tmp / "tenants.toml"
-    tenants.write_text("[defaults]\nconcurrent_tasks = 3\n")
-    cfg = config(short_tmp, tokens=f"{TOKENS['conc']} conc\n", tenants_file=tenants)
-    async with running(cfg) as (_, address), RunnerClient(address, token=TOKENS["conc"]) as client:
-        digest = await snapshot(client)
+    async with one_tenant(short_tmp, "conc", "[defaults]\nconcurrent_tasks = 3\n") as (client, digest):
+        tenants = short_tmp / "tenants.toml"
         results = await asyncio.gather(*(client.create_task(f"t{n}", manifest_digest=digest, request_id=f"r{n}")
                                          for n in range(10)), return_exceptions=True)
         made = [r for r in results if isinstance(r, m.TaskRecord)]
@@ -149,11 +157,7 @@ def test_a_tenant_table_falls_back_to_the_defaults_key_by_key() -> None:
 
 
 async def test_a_quota_refusal_is_resource_exhausted_on_the_wire(short_tmp: Path) -> None:
-    tenants = short_tmp / "tenants.toml"
-    tenants.write_text("[defaults]\ntasks_per_hour = 1\n")
-    cfg = config(short_tmp, tokens=f"{TOKENS['hour']} hour\n", tenants_file=tenants)
-    async with running(cfg) as (_, address), RunnerClient(address, token=TOKENS["hour"]) as client:
-        digest = await snapshot(client)
+    async with one_tenant(short_tmp, "hour", "[defaults]\ntasks_per_hour = 1\n") as (client, digest):
         await client.create_task("one", manifest_digest=digest)
         with pytest.raises(ResourceExhausted) as caught:
             await client.create_task("two", manifest_digest=digest)
