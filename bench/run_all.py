@@ -11,6 +11,7 @@ BENCHMARKS = [
     ["bench.bench_snapshot", "--repeat", "5"],
     ["bench.bench_upload", "--repeat", "3", "--dir", "/tmp"],
     ["bench.bench_lsp"],
+    ["bench.bench_task_page"],
     ["bench.bench_scale"],
     ["bench.bench_minio_upload", "--repeat", "3", "--dir", "/tmp"],
     ["bench.bench_kubernetes", "--rounds", "15"],

@@ -6,6 +6,7 @@
     state.db        tasks, events, queue (SQLite)     blobs/         content-addressed store
     sandboxes/      per-sandbox workspace and output  transcripts/   LLM transcripts while tasks run
     runner.log      the embedded runner's log         cache/         the CLI's digest cache
+    share.key       signs task pages' share links     web-token      signs a browser in to the task pages
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class HomeLayout:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def share_key(self) -> Path:
+        """The key that signs task pages' share links (0600; see runner.web.share)."""
+        return self.root / "share.key"
+
+    @property
+    def web_token(self) -> Path:
+        """The embedded runner's token for signing a browser in to the task pages (0600)."""
+        return self.root / "web-token"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -13,6 +13,7 @@ command -v nvim >/dev/null 2>&1 || need+=(neovim)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the test control plane's certificates
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)  # the task pages' browser tests
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2

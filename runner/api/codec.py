@@ -113,13 +113,15 @@ def usage_from_pb(u: pb.TokenUsage) -> m.TokenUsage:
     return m.TokenUsage(u.prompt_tokens, u.completion_tokens, u.requests)
 
 
-def task_to_pb(t: m.TaskRecord) -> pb.Task:
+def task_to_pb(t: m.TaskRecord, page_base: str = "") -> pb.Task:
+    """`page_base`: the runner's public URL for task pages; "" when it serves none (no `page_url`)."""
     return pb.Task(
         id=t.id, instruction=t.instruction, model=t.model, state=state_to_pb(t.state), reason=t.reason,
         created_at=t.created_at, updated_at=t.updated_at, attempt=t.attempt,
         artifacts=[pb.Artifact(name=a.name, digest=digest_to_pb(a.digest)) for a in t.artifacts],
         usage=usage_to_pb(t.usage), files_changed=t.files_changed,
         manifest_digest=digest_to_pb(t.manifest_digest),
+        page_url=f"{page_base}/tasks/{t.id}" if page_base else "",
     )
 
 

@@ -20,11 +20,12 @@ from runner._proto.codex.runner.v1 import runner_pb2_grpc as pb_grpc
 from runner.api import codec
 from runner.api.auth import caller
 from runner.api.errors import status_of
-from runner.auth.principal import Principal
+from runner.auth.principal import Action, Principal, require
 from runner.domain import models as m
 from runner.domain.errors import CodexError, FailedPrecondition, InvalidArgument
 from runner.ports import BlobStore, BlobWriter
 from runner.tasks.service import TaskRequest, TaskService
+from runner.web.links import PageLinks
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,14 @@ class _Upload:
 
 
 class RunnerServicer(pb_grpc.RunnerServicer):
-    def __init__(self, service: TaskService) -> None:
+    def __init__(self, service: TaskService, pages: PageLinks | None = None) -> None:
         self._service = service
+        self._pages = pages  # the task pages' links; None when the runner has no HTTP side
+
+    @property
+    def _page_base(self) -> str:
+        """The task pages' base URL for `Task.page_url` ("" without an HTTP side)."""
+        return self._pages.base_url if self._pages is not None else ""
 
     @staticmethod
     def _principal(context: Ctx) -> Principal:
@@ -210,18 +217,18 @@ class RunnerServicer(pb_grpc.RunnerServicer):
             focus_range=request.focus_range,
         )
         record = await self._service.create(tenant, req)
-        return pb.CreateTaskResponse(task=codec.task_to_pb(record))
+        return pb.CreateTaskResponse(task=codec.task_to_pb(record, self._page_base))
 
     @_rpc
     async def GetTask(self, request: pb.GetTaskRequest, context: Ctx) -> pb.GetTaskResponse:
         record = await self._service.get(self._tenant(context), request.task_id)
-        return pb.GetTaskResponse(task=codec.task_to_pb(record))
+        return pb.GetTaskResponse(task=codec.task_to_pb(record, self._page_base))
 
     @_rpc
     async def ListTasks(self, request: pb.ListTasksRequest, context: Ctx) -> pb.ListTasksResponse:
         states = [codec.state_from_pb(s) for s in request.states]
         records = await self._service.list(self._tenant(context), request.limit, states)
-        return pb.ListTasksResponse(tasks=[codec.task_to_pb(r) for r in records])
+        return pb.ListTasksResponse(tasks=[codec.task_to_pb(r, self._page_base) for r in records])
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Ctx) -> AsyncIterator[pb.WatchTaskResponse]:
         try:
@@ -234,7 +241,7 @@ class RunnerServicer(pb_grpc.RunnerServicer):
     @_rpc
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Ctx) -> pb.CancelTaskResponse:
         record = await self._service.cancel(self._tenant(context), request.task_id)
-        return pb.CancelTaskResponse(task=codec.task_to_pb(record))
+        return pb.CancelTaskResponse(task=codec.task_to_pb(record, self._page_base))
 
     async def GetArtifact(self, request: pb.GetArtifactRequest, context: Ctx) -> AsyncIterator[pb.GetArtifactResponse]:
         try:
@@ -262,7 +269,13 @@ class RunnerServicer(pb_grpc.RunnerServicer):
 
     @_rpc
     async def GetTaskPageLink(self, request: pb.GetTaskPageLinkRequest, context: Ctx) -> pb.GetTaskPageLinkResponse:
-        raise FailedPrecondition("this runner serves no task pages yet")
+        principal = self._principal(context)
+        require(principal, Action.READ)
+        if self._pages is None:
+            raise FailedPrecondition("this runner serves no task pages: start it with --http-listen HOST:PORT "
+                                     "(or CODEX_SYS_HTTP_LISTEN) to get page URLs and share links")
+        url, expires_at = await self._pages.share(principal.tenant, request.task_id, request.expires_in_seconds)
+        return pb.GetTaskPageLinkResponse(url=url, expires_at=expires_at)
 
     @_rpc
     async def CreatePullRequest(self, request: pb.CreatePullRequestRequest,

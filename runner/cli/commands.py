@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -87,6 +88,7 @@ async def dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": cmd_run, "status": cmd_status, "watch": cmd_watch, "diff": cmd_diff, "cancel": cmd_cancel,
         "artifacts": cmd_artifacts, "apply": cmd_apply, "list": cmd_list,
+        "share": cmd_share,
     }[command]
     return await handler(args)
 
@@ -184,16 +186,27 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 
 async def cmd_status(args: argparse.Namespace) -> int:
     async with _connect(args) as client:
-        task = await client.get_task(args.task_id)
+        task, page_url = await client.task_page(args.task_id)
     if args.json:
-        _emit(task_json(task))
+        _emit({**task_json(task), "page_url": page_url})
     else:
         lines = [f"task {task.id}: {task.state.value}" + (f" ({task.reason})" if task.reason else ""),
                  f"  instruction: {task.instruction}", f"  model: {task.model}",
                  f"  files changed: {task.files_changed}",
                  f"  tokens: {task.usage.total_tokens:,} in {task.usage.requests} requests",
                  f"  artifacts: {', '.join(a.name for a in task.artifacts) or '(none yet)'}"]
+        if page_url:
+            lines.append(f"  page: {page_url}")
         sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+async def cmd_share(args: argparse.Namespace) -> int:
+    async with _connect(args) as client:
+        url, expires_at = await client.page_link(args.task_id, args.expires)
+    sys.stdout.write(url + "\n")
+    sys.stderr.write(f"anyone with this link can read task {args.task_id} until "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires_at))}\n")
     return EXIT_OK
 
 

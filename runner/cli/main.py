@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     app.add_argument("--workspace", default=".", help="the folder to apply the diff to (default: the current one)")
     app.add_argument("--check", action="store_true", help="only check that the diff applies")
 
+    shr = sub.add_parser("share", help="print a link that opens a task's page read-only, without a token")
+    shr.add_argument("task_id")
+    shr.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                     help="how long the link works (default 3600, at most 604800)")
+
     lst = sub.add_parser("list", help="list recent tasks")
     lst.add_argument("--limit", type=int, default=20)
     lst.add_argument("--json", action="store_true")
@@ -100,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
     deployment.add_flags(serve)
     executor_flags.add_flags(serve)
+    serve.add_argument("--http-listen", default=os.environ.get("CODEX_SYS_HTTP_LISTEN"), metavar="HOST:PORT",
+                       help="serve the task pages over HTTP here (env CODEX_SYS_HTTP_LISTEN)")
+    serve.add_argument("--public-url", default=os.environ.get("CODEX_SYS_PUBLIC_URL"), metavar="URL",
+                       help="base URL of the task pages and share links (env CODEX_SYS_PUBLIC_URL; "
+                            "default: from --http-listen)")
+    serve.add_argument("--share-key-file", default=os.environ.get("CODEX_SYS_SHARE_KEY_FILE"), metavar="FILE",
+                       help="key that signs share links, shared by all API replicas (env CODEX_SYS_SHARE_KEY_FILE; "
+                            "default: made once under CODEX_SYS_HOME)")
     srv.add_parser("stop", help="stop the embedded runner")
 
     wrk = sub.add_parser("worker", help="run a worker and its gateway: on NATS + MinIO, or on the embedded "

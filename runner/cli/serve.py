@@ -21,6 +21,7 @@ from runner.cli import deployment, executor_flags
 from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, codex_home
 from runner.domain.errors import InvalidArgument
+from runner.web.server import WebConfig, check_public_url, parse_listen
 
 
 async def _until_signalled() -> None:
@@ -50,6 +51,11 @@ def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_wo
     for flag in ("token_file", "tls_cert", "tls_key", "tenants_file"):
         if getattr(args, flag, None):
             overrides[flag] = Path(getattr(args, flag))
+    if run_api and getattr(args, "http_listen", None):
+        overrides["http"] = WebConfig(
+            listen=parse_listen(args.http_listen),
+            public_url=check_public_url(args.public_url) if args.public_url else "",
+            share_key_file=Path(args.share_key_file) if args.share_key_file else None)
     return RunnerConfig.from_env(home, **overrides)
 
 

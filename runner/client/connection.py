@@ -122,6 +122,17 @@ class RunnerClient(AsyncClosing):
         resp = await self._unary(self._stub.GetArtifactLink, req)
         return resp.url, resp.expires_at
 
+    async def task_page(self, task_id: str) -> tuple[m.TaskRecord, str]:
+        """The task and its page URL ("" when the runner serves no task pages)."""
+        resp = await self._unary(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
+        return task_from_pb(resp.task), resp.task.page_url
+
+    async def page_link(self, task_id: str, expires_s: int = 0) -> tuple[str, float]:
+        """(url, expires_at) of a share link that opens the task's page read-only without a token."""
+        req = pb.GetTaskPageLinkRequest(task_id=task_id, expires_in_seconds=expires_s)
+        resp = await self._unary(self._stub.GetTaskPageLink, req)
+        return resp.url, resp.expires_at
+
     async def artifact_bytes(self, task_id: str, name: str) -> bytes:
         return b"".join([chunk async for chunk in self.artifact(task_id, name)])
 

@@ -40,6 +40,7 @@ from runner.ports import BlobStore, Executor
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 from runner.tasks.quotas import TENANTS_FILE_ENV, Quotas, read_tenants_file
 from runner.tasks.service import ServiceLimits, TaskService
+from runner.web.server import WebConfig, WebSide
 from runner.worker.agent_events import TaskEventSink
 from runner.worker.exhausted import sweep_forever
 from runner.worker.worker import Worker, WorkerConfig
@@ -85,6 +86,8 @@ class RunnerConfig:
     kubernetes: KubernetesSettings | None = None
     # Also serve the gateway on TCP (host, port): agent pods reach it over the network.
     gateway_listen: tuple[str, int] | None = None
+    # The task pages over HTTP (runner.web), served by the API process; None: no HTTP side.
+    http: WebConfig | None = None
 
     @classmethod
     def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
@@ -121,6 +124,7 @@ class Runner:
         self._worker_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._api: ApiServer | None = None
+        self._web: WebSide | None = None
         self.service: TaskService | None = None
 
     async def __aenter__(self) -> Runner:
@@ -176,7 +180,12 @@ class Runner:
             self._sweeper = asyncio.create_task(sweep_forever(self.service, backends.queue), name="exhausted-sweeper")
             self._sweeper.add_done_callback(_log_exit)
         if cfg.run_api:
-            self._api = ApiServer(self.service)
+            if cfg.http is not None:
+                # Started before the API, so page URLs and share links are known when it answers.
+                self._web = WebSide.open(self.service, home, cfg.http, tokens,
+                                         ssl_context=tls.ssl_context() if tls is not None else None)
+                await self._web.start()
+            self._api = ApiServer(self.service, pages=self._web.links if self._web else None)
             self._api.add_unix(home.runner_socket)
             for address in cfg.tcp_listen:
                 self._api.add_tcp(address, tokens, tls)
@@ -185,6 +194,11 @@ class Runner:
     @property
     def tcp_port(self) -> int | None:
         return self._api.tcp_port if self._api else None
+
+    @property
+    def public_url(self) -> str | None:
+        """The task pages' base URL; None without an HTTP side."""
+        return self._web.links.base_url if self._web else None
 
     async def close(self) -> None:
         started = time.monotonic()
@@ -212,6 +226,9 @@ class Runner:
         if self._api is not None:
             await self._api.stop(grace_s=2.0)
         step("api_ms")
+        if self._web is not None:
+            await self._web.close()
+            step("web_ms")
         for closer in (self._executor, self._gateway, self._scripted):
             if closer is not None:
                 try:
@@ -223,7 +240,7 @@ class Runner:
             await self._backends.close()
         if steps:
             log.info("runner stopped", extra=steps)
-        self._api = self._worker = self._worker_task = self._executor = self._sweeper = None
+        self._api = self._worker = self._worker_task = self._executor = self._sweeper = self._web = None
         self._gateway = self._scripted = self._backends = None
 
 
