@@ -142,10 +142,14 @@ class GitDaemon(ServerProcess):
 class GitHttpServer:
     """`git http-backend` as CGI behind a threaded `http.server` on 127.0.0.1:PORT, serving `base`."""
 
-    def __init__(self, base: Path, *, auth: tuple[str, str] | None = None, receive_pack: bool = False) -> None:
+    def __init__(self, base: Path, *, auth: tuple[str, str] | None = None, receive_pack: bool = False,
+                 protocol_v2: bool = True) -> None:
         self.base = base
         self.auth = auth
         self.receive_pack = receive_pack
+        # False: the client's Git-Protocol header is not passed on, so the server speaks protocol v0, which
+        # refuses wants of commits that are not at a ref's tip (unless uploadpack.allowAnySHA1InWant).
+        self.protocol_v2 = protocol_v2
         self.requests: list[str] = []  # "METHOD path?query", for tests that check what was asked
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -230,7 +234,7 @@ class _CgiHandler(BaseHTTPRequestHandler):
         })
         if self.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
+        if self.headers.get("Git-Protocol") and owner.protocol_v2:
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         if not owner.receive_pack and "receive-pack" in self.path:
             self._reply(HTTPStatus.FORBIDDEN, {}, b"pushing is not enabled on this server\n")

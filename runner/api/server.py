@@ -24,6 +24,7 @@ from runner.api.auth import Authenticator, AuthInterceptor
 from runner.api.servicer import SERVICE_NAME, RunnerServicer, add_to_server
 from runner.auth.tls import ServerTls
 from runner.auth.tokens import TokenBook
+from runner.pulls.service import PullRequestService
 from runner.tasks.service import TaskService
 from runner.web.links import PageLinks
 
@@ -47,8 +48,10 @@ def _credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 class ApiServer:
-    def __init__(self, service: TaskService, pages: PageLinks | None = None) -> None:
+    def __init__(self, service: TaskService, pulls: PullRequestService | None = None,
+                 pages: PageLinks | None = None) -> None:
         self._service = service
+        self._pulls = pulls
         self._pages = pages
         self._health = health.aio.HealthServicer()
         self._servers: list[aio.Server] = []
@@ -57,7 +60,7 @@ class ApiServer:
 
     def _server(self, auth: Authenticator) -> aio.Server:
         server = aio.server(interceptors=[AuthInterceptor(auth)], options=SERVER_OPTIONS)
-        add_to_server(RunnerServicer(self._service, pages=self._pages), server)
+        add_to_server(RunnerServicer(self._service, self._pulls, pages=self._pages), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, _HEALTH_NAME, reflection.SERVICE_NAME), server)
         self._servers.append(server)

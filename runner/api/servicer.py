@@ -24,6 +24,8 @@ from runner.auth.principal import Action, Principal, require
 from runner.domain import models as m
 from runner.domain.errors import CodexError, FailedPrecondition, InvalidArgument
 from runner.ports import BlobStore, BlobWriter
+from runner.pulls.models import PullRequestRequest
+from runner.pulls.service import PullRequestService
 from runner.tasks.service import TaskRequest, TaskService
 from runner.web.links import PageLinks
 
@@ -160,8 +162,10 @@ class _Upload:
 
 
 class RunnerServicer(pb_grpc.RunnerServicer):
-    def __init__(self, service: TaskService, pages: PageLinks | None = None) -> None:
+    def __init__(self, service: TaskService, pulls: PullRequestService | None = None,
+                 pages: PageLinks | None = None) -> None:
         self._service = service
+        self._pulls = pulls
         self._pages = pages  # the task pages' links; None when the runner has no HTTP side
 
     @property
@@ -280,7 +284,15 @@ class RunnerServicer(pb_grpc.RunnerServicer):
     @_rpc
     async def CreatePullRequest(self, request: pb.CreatePullRequestRequest,
                                 context: Ctx) -> pb.CreatePullRequestResponse:
-        raise FailedPrecondition("this runner cannot open pull requests yet")
+        if self._pulls is None:
+            raise FailedPrecondition("this runner cannot open pull requests")
+        result = await self._pulls.create(self._tenant(context), PullRequestRequest(
+            task_id=request.task_id, remote_url=request.remote_url, branch=request.branch,
+            base_branch=request.base_branch, title=request.title, github_token=request.github_token,
+            draft=request.draft))
+        return pb.CreatePullRequestResponse(
+            branch=result.branch, commit=result.commit, base_commit=result.base_commit, rebased=result.rebased,
+            pull_request_url=result.pull_request_url, pull_request_number=result.pull_request_number)
 
 
 def add_to_server(servicer: RunnerServicer, server: aio.Server) -> None:

@@ -87,7 +87,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await serve.scripted_llm(args)
     handler = {
         "run": cmd_run, "status": cmd_status, "watch": cmd_watch, "diff": cmd_diff, "cancel": cmd_cancel,
-        "artifacts": cmd_artifacts, "apply": cmd_apply, "list": cmd_list,
+        "artifacts": cmd_artifacts, "apply": cmd_apply, "list": cmd_list, "pr": cmd_pr,
         "share": cmd_share,
     }[command]
     return await handler(args)
@@ -279,6 +279,29 @@ async def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     sys.stderr.write(f"{'checked' if args.check else 'applied'} the diff of task {task.id} "
                      f"({task.files_changed} file(s)) in {workspace}\n")
+    return EXIT_OK
+
+
+async def cmd_pr(args: argparse.Namespace) -> int:
+    from runner.pulls.models import PullRequestRequest
+
+    token = os.environ.get(args.github_token_env, "").strip()
+    async with _connect(args) as client:
+        result = await client.create_pull_request(PullRequestRequest(
+            task_id=args.task_id, remote_url=args.remote, branch=args.branch, base_branch=args.base,
+            title=args.title, github_token=token, draft=args.draft))
+    if args.json:
+        _emit({"type": "pull_request", "task_id": args.task_id, "branch": result.branch, "commit": result.commit,
+               "base_commit": result.base_commit, "rebased": result.rebased,
+               "pull_request_url": result.pull_request_url, "pull_request_number": result.pull_request_number})
+        return EXIT_OK
+    sys.stdout.write(f"branch {result.branch}\ncommit {result.commit}\n")
+    if result.pull_request_url:
+        sys.stdout.write(f"pull request {result.pull_request_url}\n")
+    sys.stderr.write(f"pushed {result.commit[:12]} to {result.branch}"
+                     + (f", replayed onto the moved base {result.base_commit[:12]}" if result.rebased else "")
+                     + ("" if result.pull_request_url else "; no pull request opened (needs a GitHub remote and "
+                        f"a token in {args.github_token_env})") + "\n")
     return EXIT_OK
 
 

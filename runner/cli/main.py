@@ -81,6 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     shr.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
                      help="how long the link works (default 3600, at most 604800)")
 
+    pr = sub.add_parser("pr", help="push a task's diff as a branch on a Git remote (and open a GitHub pull request)")
+    pr.add_argument("task_id")
+    pr.add_argument("--remote", default="", metavar="URL",
+                    help="the Git remote to push to (default: the task's own Git URL, for a task made from one)")
+    pr.add_argument("--branch", required=True, metavar="NAME", help="the branch to create (or update) on the remote")
+    pr.add_argument("--base", default="", metavar="BRANCH",
+                    help="the branch the change is for (default: the task's branch, else the remote's default)")
+    pr.add_argument("--title", default="", help="commit subject and pull request title (default: the instruction)")
+    pr.add_argument("--draft", action="store_true", help="open the pull request as a draft")
+    pr.add_argument("--github-token-env", default="GITHUB_TOKEN", metavar="NAME",
+                    help="the environment variable holding the GitHub token (default GITHUB_TOKEN); with a "
+                         "token and a GitHub remote a pull request is opened")
+    pr.add_argument("--json", action="store_true")
+
+    shr = sub.add_parser("share", help="print a link that opens a task's page read-only, without a token")
+    shr.add_argument("task_id")
+    shr.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                     help="how long the link works (default 3600, at most 604800)")
+
     lst = sub.add_parser("list", help="list recent tasks")
     lst.add_argument("--limit", type=int, default=20)
     lst.add_argument("--json", action="store_true")
@@ -103,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=0, help="tasks run at once (default: CODEX_SYS_WORKERS or 2)")
     serve.add_argument("--warm-pool", type=int, default=-1,
                        help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
+    serve.add_argument("--git-author", metavar="'NAME <EMAIL>'",
+                       help="author of pull request commits (env CODEX_SYS_GIT_AUTHOR; default codex-sys)")
+    serve.add_argument("--github-host", action="append", default=[], metavar="HOST[=API_URL]",
+                       help="a host whose remotes get GitHub pull requests (repeatable; env CODEX_SYS_GITHUB_HOSTS; "
+                            "default github.com)")
     deployment.add_flags(serve)
     executor_flags.add_flags(serve)
     serve.add_argument("--http-listen", default=os.environ.get("CODEX_SYS_HTTP_LISTEN"), metavar="HOST:PORT",

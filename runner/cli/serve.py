@@ -21,6 +21,7 @@ from runner.cli import deployment, executor_flags
 from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, codex_home
 from runner.domain.errors import InvalidArgument
+from runner.pulls.settings import PullSettings
 from runner.web.server import WebConfig, check_public_url, parse_listen
 
 
@@ -56,6 +57,9 @@ def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_wo
             listen=parse_listen(args.http_listen),
             public_url=check_public_url(args.public_url) if args.public_url else "",
             share_key_file=Path(args.share_key_file) if args.share_key_file else None)
+    if run_api:
+        overrides["pulls"] = PullSettings.from_env(author=getattr(args, "git_author", None),
+                                                   github_hosts=getattr(args, "github_host", None) or ())
     return RunnerConfig.from_env(home, **overrides)
 
 

@@ -23,6 +23,7 @@ from runner.api.errors import error_from_rpc
 from runner.client.channel import Target
 from runner.closing import AsyncClosing
 from runner.domain import models as m
+from runner.pulls.models import PullRequestRequest, PullRequestResult
 
 
 class RunnerClient(AsyncClosing):
@@ -135,6 +136,16 @@ class RunnerClient(AsyncClosing):
 
     async def artifact_bytes(self, task_id: str, name: str) -> bytes:
         return b"".join([chunk async for chunk in self.artifact(task_id, name)])
+
+    async def create_pull_request(self, req: PullRequestRequest) -> PullRequestResult:
+        """Push the task's diff as a branch (and open a GitHub pull request); git and GitHub may take a
+        while, so the call is not bounded by the client's usual timeout."""
+        resp = await self._unary(self._stub.CreatePullRequest, pb.CreatePullRequestRequest(
+            task_id=req.task_id, remote_url=req.remote_url, branch=req.branch, base_branch=req.base_branch,
+            title=req.title, github_token=req.github_token, draft=req.draft), bounded=False)
+        return PullRequestResult(branch=resp.branch, commit=resp.commit, base_commit=resp.base_commit,
+                                 rebased=resp.rebased, pull_request_url=resp.pull_request_url,
+                                 pull_request_number=resp.pull_request_number)
 
 
 def task_from_pb(t: pb.Task) -> m.TaskRecord:

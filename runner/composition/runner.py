@@ -37,7 +37,10 @@ from runner.config import HomeLayout, LLMSettings, env_number, env_whole
 from runner.domain.errors import InvalidArgument
 from runner.gateway.server import Gateway
 from runner.ports import BlobStore, Executor
+from runner.pulls.service import PullRequestService
+from runner.pulls.settings import PullSettings
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+from runner.sources.settings import SourceSettings
 from runner.tasks.quotas import TENANTS_FILE_ENV, Quotas, read_tenants_file
 from runner.tasks.service import ServiceLimits, TaskService
 from runner.web.server import WebConfig, WebSide
@@ -88,6 +91,8 @@ class RunnerConfig:
     gateway_listen: tuple[str, int] | None = None
     # The task pages over HTTP (runner.web), served by the API process; None: no HTTP side.
     http: WebConfig | None = None
+    # Pull requests from tasks' diffs (runner.pulls): commit identity, GitHub hosts, timeouts.
+    pulls: PullSettings = field(default_factory=PullSettings)
 
     @classmethod
     def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
@@ -185,7 +190,8 @@ class Runner:
                 self._web = WebSide.open(self.service, home, cfg.http, tokens,
                                          ssl_context=tls.ssl_context() if tls is not None else None)
                 await self._web.start()
-            self._api = ApiServer(self.service, pages=self._web.links if self._web else None)
+            pulls = PullRequestService(self.service, cfg.pulls, SourceSettings())
+            self._api = ApiServer(self.service, pulls=pulls, pages=self._web.links if self._web else None)
             self._api.add_unix(home.runner_socket)
             for address in cfg.tcp_listen:
                 self._api.add_tcp(address, tokens, tls)
