@@ -31,7 +31,7 @@ _NETWORK_SCHEMES = {"https": "https", "http": "http", "git": "git", "ssh": "ssh"
                     "ssh+git": "ssh"}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # user@host:path or host:path (git's scp-like syntax: no slash before the colon).
-_SCP = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]/]+\]|[^@/:\[\]]+):(?P<path>.*)$")
+_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]/]+\]|[^@/:\[\]]+):(?P<path>.*)$")
 _FULL_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # Any userinfo in a URL-looking string (for text git wrote).
 _USERINFO_IN_TEXT = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
@@ -90,7 +90,8 @@ def check_git_url(url: str, *, allow_local: bool) -> GitUrl:
         return GitUrl(url, transport, redact_url(url), _secrets_of(parts, transport))
     scp = _SCP.match(url)
     if scp and not _looks_like_drive(url):
-        return GitUrl(url, "ssh", redact_url(url), ())
+        password = (scp.group("user") or "").partition(":")[2]
+        return GitUrl(url, "ssh", redact_url(url), (password,) if len(password) >= 3 else ())
     return _local(url, "local", allow_local)
 
 
