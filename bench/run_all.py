@@ -12,6 +12,7 @@ BENCHMARKS = [
     ["bench.bench_upload", "--repeat", "3", "--dir", "/tmp"],
     ["bench.bench_lsp"],
     ["bench.bench_task_page"],
+    ["bench.bench_sources", "--repeat", "3"],
     ["bench.bench_scale"],
     ["bench.bench_minio_upload", "--repeat", "3", "--dir", "/tmp"],
     ["bench.bench_kubernetes", "--rounds", "15"],

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from runner._proto.codex.runner.v1 import runner_pb2 as pb
 from runner.domain import models as m
 from runner.domain.errors import InvalidArgument
+from runner.sources.urls import redact_url
 
 _STATE_TO_PB: dict[m.TaskState, pb.TaskState.ValueType] = {
     s: pb.TaskState.Value(f"TASK_STATE_{s.value}") for s in m.TaskState
@@ -113,6 +114,24 @@ def usage_from_pb(u: pb.TokenUsage) -> m.TokenUsage:
     return m.TokenUsage(u.prompt_tokens, u.completion_tokens, u.requests)
 
 
+_SOURCE_KIND_TO_PB = {k: pb.SourceKind.Value(f"SOURCE_KIND_{k.name}") for k in m.SourceKind}
+_SOURCE_KIND_FROM_PB = {int(v): k for k, v in _SOURCE_KIND_TO_PB.items()}
+
+
+def source_to_pb(s: m.TaskSource) -> pb.TaskSource:
+    """The task's source as shown to clients: a Git URL without its credentials."""
+    return pb.TaskSource(
+        kind=_SOURCE_KIND_TO_PB[s.kind], git_url=redact_url(s.git_url) if s.git_url else "", git_ref=s.git_ref,
+        base_commit=s.base_commit, zip_digest=digest_to_pb(s.zip_digest) if s.zip_digest is not None else None)
+
+
+def source_from_pb(s: pb.TaskSource) -> m.TaskSource:
+    return m.TaskSource(
+        kind=_SOURCE_KIND_FROM_PB.get(s.kind, m.SourceKind.SNAPSHOT), git_url=s.git_url, git_ref=s.git_ref,
+        base_commit=s.base_commit, zip_digest=digest_from_pb(s.zip_digest, "source.zip_digest")
+        if s.HasField("zip_digest") else None)
+
+
 def task_to_pb(t: m.TaskRecord, page_base: str = "") -> pb.Task:
     """`page_base`: the runner's public URL for task pages; "" when it serves none (no `page_url`)."""
     return pb.Task(
@@ -120,7 +139,8 @@ def task_to_pb(t: m.TaskRecord, page_base: str = "") -> pb.Task:
         created_at=t.created_at, updated_at=t.updated_at, attempt=t.attempt,
         artifacts=[pb.Artifact(name=a.name, digest=digest_to_pb(a.digest)) for a in t.artifacts],
         usage=usage_to_pb(t.usage), files_changed=t.files_changed,
-        manifest_digest=digest_to_pb(t.manifest_digest),
+        manifest_digest=digest_to_pb(t.manifest_digest) if t.manifest_digest is not None else None,
+        source=source_to_pb(t.source),
         page_url=f"{page_base}/tasks/{t.id}" if page_base else "",
     )
 

@@ -219,7 +219,13 @@ class RunnerServicer(pb_grpc.RunnerServicer):
             request_id=request.request_id,
             focus_paths=tuple(request.focus_paths),
             focus_range=request.focus_range,
+            git_url=request.git.url if which == "git" else "",
+            git_ref=request.git.ref if which == "git" else "",
+            zip_digest=codec.digest_from_pb(request.zip_digest, "zip_digest") if which == "zip_digest" else None,
+            base_commit=request.base_commit,
         )
+        if which == "git" and not request.git.url.strip():
+            raise InvalidArgument("git.url is empty; give the repository's URL")
         record = await self._service.create(tenant, req)
         return pb.CreateTaskResponse(task=codec.task_to_pb(record, self._page_base))
 

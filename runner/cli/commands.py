@@ -30,7 +30,8 @@ from runner.cli.snapshotting import save_cache, snapshot_workspace
 from runner.client.connection import RunnerClient
 from runner.client.embedded import ensure_embedded_runner, stop_embedded_runner
 from runner.client.follow import follow_events
-from runner.client.upload import submit_task
+from runner.client.gitrepo import find_repository, head_commit
+from runner.client.upload import submit_task, upload_file
 from runner.config import HomeLayout, codex_home
 from runner.domain import models as m
 from runner.domain.errors import InvalidArgument, Unavailable
@@ -128,19 +129,57 @@ async def download_artifacts(client: RunnerClient, task: m.TaskRecord, out: Path
     return written
 
 
+# The runner refuses an archive over its own limit (CODEX_SYS_ZIP_MAX_MB); this only bounds the read.
+MAX_ZIP_UPLOAD_BYTES = 4 << 30
+
+
+async def _submit_source(client: RunnerClient, args: argparse.Namespace, status: Console,
+                         **create: Any) -> m.TaskRecord:
+    """`run --git URL[#REF]` or `run --zip FILE`: the runner fetches the source itself."""
+    if args.git:
+        url, _, ref = args.git.rpartition("#") if "#" in args.git else (args.git, "", "")
+        task = await client.create_task(args.instruction, git_url=url, git_ref=ref, **create)
+        shown = task.source.git_url + (f"#{ref}" if ref else "")
+        what: dict[str, Any] = {"git_url": task.source.git_url, "git_ref": ref}
+    else:
+        archive = Path(args.zip).resolve()
+        if not archive.is_file():
+            raise InvalidArgument(f"zip archive {args.zip!r} is not a file")
+        digest, sent = await upload_file(client, archive, MAX_ZIP_UPLOAD_BYTES)
+        task = await client.create_task(args.instruction, zip_digest=digest, **create)
+        shown = f"{archive.name} ({digest.size:,} bytes, {sent:,} uploaded)"
+        what = {"zip_digest": str(digest), "bytes_uploaded": sent}
+    if args.json:
+        _emit({"type": "submitted", "task_id": task.id, **what})
+    else:
+        status.print(f"[bold]task {task.id}[/bold]  from {shown}; the runner fetches it", highlight=False,
+                     markup=False)
+    return task
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
-    workspace = Path(args.workspace).resolve()
-    if not workspace.is_dir():
-        raise InvalidArgument(f"workspace {args.workspace!r} is not a folder")
     status = Console(stderr=True)
-    snapshot, cache = await snapshot_workspace(workspace, HomeLayout(codex_home()), args.exclude)
     limits = None
     if args.timeout or args.max_steps:
         limits = m.TaskLimits(wall_time_s=args.timeout, max_steps=args.max_steps, max_llm_requests=0,
                               max_llm_tokens=0, command_timeout_s=0)
+    if args.git or args.zip:
+        if args.exclude:
+            raise InvalidArgument("--exclude applies to a --workspace snapshot, not to --git or --zip")
+        async with _connect(args) as client:
+            task = await _submit_source(client, args, status, model=args.model, request_id=uuid.uuid4().hex,
+                                        limits=limits)
+            return await _finish_run(client, args, status, task)
+    workspace = Path(args.workspace or ".").resolve()
+    if not workspace.is_dir():
+        raise InvalidArgument(f"workspace {args.workspace!r} is not a folder")
+    snapshot, cache = await snapshot_workspace(workspace, HomeLayout(codex_home()), args.exclude)
+    repo = find_repository(str(workspace))
+    base_commit = await asyncio.to_thread(head_commit, repo) if repo is not None else ""
     async with _connect(args) as client:
         task, stats = await submit_task(client, snapshot.manifest, snapshot.sources, args.instruction,
-                                        model=args.model, request_id=uuid.uuid4().hex, limits=limits)
+                                        model=args.model, request_id=uuid.uuid4().hex, limits=limits,
+                                        base_commit=base_commit)
         await save_cache(cache)
         if args.json:
             _emit({"type": "submitted", "task_id": task.id, "files": len(snapshot.manifest.entries),
@@ -151,25 +190,30 @@ async def cmd_run(args: argparse.Namespace) -> int:
                          f"in {stats.seconds:.2f} s", highlight=False)
             for skipped in snapshot.skipped[:5]:
                 status.print(f"[dim]  left out {skipped}[/dim]", highlight=False)
-        if args.no_wait:
-            if not args.json:
-                sys.stdout.write(task.id + "\n")
-            return EXIT_OK
-        final = await follow(client, task.id, args.json, revive=_reviver(args))
-        if args.out:
-            await download_artifacts(client, final, Path(args.out))
-        if args.json:
-            _emit(result_json(final, args.out))
-        else:
-            if final.artifact("diff.patch") is not None:
-                # Already downloaded with --out: not fetched a second time.
-                diff = ((Path(args.out) / "diff.patch").read_bytes() if args.out
-                        else await client.artifact_bytes(final.id, "diff.patch"))
-                if diff:
-                    sys.stdout.write(diff.decode("utf-8", "replace"))
-            status.print(f"task {final.id}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
-                         + (f"; apply it with: codex-sys apply {final.id}" if final.files_changed else ""),
-                         highlight=False, markup=False)
+        return await _finish_run(client, args, status, task)
+
+
+async def _finish_run(client: RunnerClient, args: argparse.Namespace, status: Console, task: m.TaskRecord) -> int:
+    """Wait for the task (unless --no-wait), download its artifacts, show the diff and the outcome."""
+    if args.no_wait:
+        if not args.json:
+            sys.stdout.write(task.id + "\n")
+        return EXIT_OK
+    final = await follow(client, task.id, args.json, revive=_reviver(args))
+    if args.out:
+        await download_artifacts(client, final, Path(args.out))
+    if args.json:
+        _emit(result_json(final, args.out))
+    else:
+        if final.artifact("diff.patch") is not None:
+            # Already downloaded with --out: not fetched a second time.
+            diff = ((Path(args.out) / "diff.patch").read_bytes() if args.out
+                    else await client.artifact_bytes(final.id, "diff.patch"))
+            if diff:
+                sys.stdout.write(diff.decode("utf-8", "replace"))
+        status.print(f"task {final.id}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
+                     + (f"; apply it with: codex-sys apply {final.id}" if final.files_changed else ""),
+                     highlight=False, markup=False)
     return EXIT_OK if final.state is m.TaskState.COMPLETED else EXIT_TASK
 
 

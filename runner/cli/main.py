@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runner.cli import deployment, executor_flags
+from runner.cli import deployment, executor_flags, source_flags
 from runner.domain.errors import (
     CodexError,
     FailedPrecondition,
@@ -43,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="snapshot a workspace, run a task on it and wait for the diff")
     run.add_argument("instruction", help="what the agent should do")
-    run.add_argument("--workspace", default=".", help="the folder to snapshot (default: the current one)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--workspace", help="the folder to snapshot (default: the current one)")
+    source.add_argument("--git", metavar="URL[#REF]",
+                        help="clone this repository instead (shallow), at REF: a branch, tag or full commit id "
+                             "(default: its default branch)")
+    source.add_argument("--zip", metavar="FILE", help="unpack this zip archive instead (see docs/sources.md)")
     run.add_argument("--model", default="", help="model name (default: the runner's CODEX_SYS_MODEL)")
     run.add_argument("--json", action="store_true", help="one JSON object per line: every event, then the result")
     run.add_argument("--out", metavar="DIR", help="download every artifact of the task into DIR")
@@ -75,11 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     app.add_argument("task_id")
     app.add_argument("--workspace", default=".", help="the folder to apply the diff to (default: the current one)")
     app.add_argument("--check", action="store_true", help="only check that the diff applies")
-
-    shr = sub.add_parser("share", help="print a link that opens a task's page read-only, without a token")
-    shr.add_argument("task_id")
-    shr.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
-                     help="how long the link works (default 3600, at most 604800)")
 
     pr = sub.add_parser("pr", help="push a task's diff as a branch on a Git remote (and open a GitHub pull request)")
     pr.add_argument("task_id")
@@ -129,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
                             "default github.com)")
     deployment.add_flags(serve)
     executor_flags.add_flags(serve)
+    source_flags.add_flags(serve)
     serve.add_argument("--http-listen", default=os.environ.get("CODEX_SYS_HTTP_LISTEN"), metavar="HOST:PORT",
                        help="serve the task pages over HTTP here (env CODEX_SYS_HTTP_LISTEN)")
     serve.add_argument("--public-url", default=os.environ.get("CODEX_SYS_PUBLIC_URL"), metavar="URL",
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="sandboxes kept started ahead of tasks (default: CODEX_SYS_WARM_POOL or 1)")
     deployment.add_flags(wrk)
     executor_flags.add_flags(wrk)
+    source_flags.add_flags(wrk)
 
     lsp = sub.add_parser("lsp", help="serve the language server over stdio (for editors)")
     lsp.add_argument("--stdio", action="store_true",

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner import logs
-from runner.cli import deployment, executor_flags
+from runner.cli import deployment, executor_flags, source_flags
 from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, codex_home
 from runner.domain.errors import InvalidArgument
@@ -42,7 +42,8 @@ def _config(args: argparse.Namespace, home: HomeLayout, *, run_api: bool, run_wo
     overrides: dict[str, object] = {"run_api": run_api, "run_worker": run_worker,
                                     "distributed": deployment.distributed_settings(args, name=f"codex-sys-{role}"),
                                     "kubernetes": executor_flags.kubernetes_settings(args),
-                                    "gateway_listen": executor_flags.gateway_listen(args)}
+                                    "gateway_listen": executor_flags.gateway_listen(args),
+                                    "sources": source_flags.source_settings(args)}
     if getattr(args, "workers", 0):
         overrides["workers"] = args.workers
     if getattr(args, "warm_pool", -1) >= 0:

@@ -68,12 +68,21 @@ class RunnerClient(AsyncClosing):
         resp = await self._unary(self._stub.UploadBlobs, requests, bounded=False)  # as long as the data takes
         return resp.blobs_stored, resp.bytes_stored
 
-    async def create_task(self, instruction: str, *, manifest_digest: m.Digest, model: str = "",
+    async def create_task(self, instruction: str, *, manifest_digest: m.Digest | None = None, model: str = "",
                           request_id: str = "", limits: m.TaskLimits | None = None,
-                          focus_paths: Sequence[str] = (), focus_range: str = "") -> m.TaskRecord:
+                          focus_paths: Sequence[str] = (), focus_range: str = "", git_url: str = "",
+                          git_ref: str = "", zip_digest: m.Digest | None = None,
+                          base_commit: str = "") -> m.TaskRecord:
+        """Create a task from exactly one source: a snapshot's manifest digest, a Git URL (and ref), or an
+        uploaded zip archive's digest."""
         req = pb.CreateTaskRequest(instruction=instruction, model=model, request_id=request_id,
-                                   manifest_digest=codec.digest_to_pb(manifest_digest),
-                                   focus_paths=list(focus_paths), focus_range=focus_range)
+                                   focus_paths=list(focus_paths), focus_range=focus_range, base_commit=base_commit)
+        if manifest_digest is not None:
+            req.manifest_digest.CopyFrom(codec.digest_to_pb(manifest_digest))
+        elif git_url:
+            req.git.CopyFrom(pb.GitSource(url=git_url, ref=git_ref))
+        elif zip_digest is not None:
+            req.zip_digest.CopyFrom(codec.digest_to_pb(zip_digest))
         if limits is not None:
             req.limits.CopyFrom(pb.TaskLimits(
                 wall_time_seconds=limits.wall_time_s, max_steps=limits.max_steps,
@@ -151,10 +160,10 @@ class RunnerClient(AsyncClosing):
 def task_from_pb(t: pb.Task) -> m.TaskRecord:
     return m.TaskRecord(
         id=t.id, tenant="", instruction=t.instruction, model=t.model,
-        manifest_digest=codec.digest_from_pb(t.manifest_digest) if t.HasField("manifest_digest") else m.EMPTY_DIGEST,
+        manifest_digest=codec.digest_from_pb(t.manifest_digest) if t.HasField("manifest_digest") else None,
         state=codec.state_from_pb(t.state), reason=t.reason, created_at=t.created_at, updated_at=t.updated_at,
         attempt=t.attempt, artifacts=tuple(m.ArtifactRef(a.name, codec.digest_from_pb(a.digest)) for a in t.artifacts),
-        usage=codec.usage_from_pb(t.usage), files_changed=t.files_changed)
+        usage=codec.usage_from_pb(t.usage), files_changed=t.files_changed, source=codec.source_from_pb(t.source))
 
 
 

@@ -40,6 +40,8 @@ from runner.ports import BlobStore, Executor
 from runner.pulls.service import PullRequestService
 from runner.pulls.settings import PullSettings
 from runner.scripted_llm import Scenario, ScriptedLLMServer
+from runner.sources.fetcher import SourceFetcher
+from runner.sources.ingest import IngestLimits
 from runner.sources.settings import SourceSettings
 from runner.tasks.quotas import TENANTS_FILE_ENV, Quotas, read_tenants_file
 from runner.tasks.service import ServiceLimits, TaskService
@@ -93,6 +95,8 @@ class RunnerConfig:
     http: WebConfig | None = None
     # Pull requests from tasks' diffs (runner.pulls): commit identity, GitHub hosts, timeouts.
     pulls: PullSettings = field(default_factory=PullSettings)
+    # Git and zip task sources (runner.sources): local URLs, size limits, timeouts.
+    sources: SourceSettings = field(default_factory=SourceSettings)
 
     @classmethod
     def from_env(cls, home: HomeLayout, **overrides: object) -> RunnerConfig:
@@ -103,7 +107,7 @@ class RunnerConfig:
                    shutdown_grace_s=env_number("CODEX_SYS_SHUTDOWN_GRACE", SHUTDOWN_GRACE_S, allow_zero=True),
                    worker=worker, token_file=_env_path(TOKEN_FILE_ENV), inline_tokens=os.environ.get(TOKENS_ENV, ""),
                    tls_cert=_env_path(TLS_CERT_ENV), tls_key=_env_path(TLS_KEY_ENV),
-                   tenants_file=_env_path(TENANTS_FILE_ENV))
+                   tenants_file=_env_path(TENANTS_FILE_ENV), sources=SourceSettings.from_env())
         return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -163,7 +167,8 @@ class Runner:
                      extra={"scenario": cfg.scripted_scenario})
         self.service = TaskService(backends.store, backends.events, backends.queue, backends.blobs,
                                    ProtoManifestCodec(), llm.model, cfg.limits,
-                                   quotas=Quotas(backends.store, quota_file) if quota_file else None)
+                                   quotas=Quotas(backends.store, quota_file) if quota_file else None,
+                                   sources=cfg.sources)
         if cfg.run_worker:
             self._gateway = Gateway(llm, TaskEventSink(self.service), home.gateway_socket, home.transcripts)
             await self._gateway.start()
@@ -173,7 +178,9 @@ class Runner:
             blobs = backends.worker_blobs
             self._executor = await _open_executor(cfg, backends, blobs)
             self._worker = Worker(self.service, backends.queue, self._executor, self._gateway,
-                                  replace(cfg.worker, concurrency=cfg.workers), blobs=blobs)
+                                  replace(cfg.worker, concurrency=cfg.workers), blobs=blobs,
+                                  sources=SourceFetcher(cfg.sources, home.root / "sources", IngestLimits(
+                                      cfg.limits.max_files, cfg.limits.max_snapshot_bytes, cfg.max_blob_bytes)))
             if cfg.sole_consumer and backends.release_leases is not None:
                 released = await backends.release_leases()
                 if released:
@@ -190,7 +197,7 @@ class Runner:
                 self._web = WebSide.open(self.service, home, cfg.http, tokens,
                                          ssl_context=tls.ssl_context() if tls is not None else None)
                 await self._web.start()
-            pulls = PullRequestService(self.service, cfg.pulls, SourceSettings())
+            pulls = PullRequestService(self.service, cfg.pulls, cfg.sources)
             self._api = ApiServer(self.service, pulls=pulls, pages=self._web.links if self._web else None)
             self._api.add_unix(home.runner_socket)
             for address in cfg.tcp_listen:

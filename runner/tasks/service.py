@@ -22,6 +22,8 @@ from runner.domain import models as m
 from runner.domain.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from runner.domain.paths import check_relative_path, check_symlink_targets, validate_manifest
 from runner.ports import BlobStore, EventLog, QueuedTask, SignsLinks, TaskQueue, TaskStore
+from runner.sources import checks as source_checks
+from runner.sources.settings import SourceSettings
 from runner.tasks.ids import check_task_id, new_task_id
 from runner.tasks.quotas import Quotas
 
@@ -63,6 +65,12 @@ class TaskRequest:
     request_id: str = ""
     focus_paths: tuple[str, ...] = ()
     focus_range: str = ""
+    # Instead of a manifest: a repository to clone (URL, ref) or an uploaded zip archive.
+    git_url: str = ""
+    git_ref: str = ""
+    zip_digest: m.Digest | None = None
+    # A snapshot's git HEAD, if the client knows it.
+    base_commit: str = ""
 
 
 def _clamp(requested: m.TaskLimits | None, default: m.TaskLimits, maximum: m.TaskLimits) -> m.TaskLimits:
@@ -86,7 +94,8 @@ def _clamp(requested: m.TaskLimits | None, default: m.TaskLimits, maximum: m.Tas
 class TaskService:
     def __init__(self, store: TaskStore, events: EventLog, queue: TaskQueue, blobs: BlobStore,
                  manifest_codec: ManifestCodec, default_model: str,
-                 limits: ServiceLimits | None = None, quotas: Quotas | None = None) -> None:
+                 limits: ServiceLimits | None = None, quotas: Quotas | None = None,
+                 sources: SourceSettings | None = None) -> None:
         self.store = store
         self.events = events
         self.queue = queue
@@ -95,6 +104,7 @@ class TaskService:
         self._default_model = default_model
         self._limits = limits or ServiceLimits()
         self._quotas = quotas
+        self.sources = sources or SourceSettings()
         self._cancel_listeners: list[CancelListener] = []
         self._checked: dict[tuple[str, m.Digest], None] = {}  # insertion-ordered: oldest first
 
@@ -157,18 +167,23 @@ class TaskService:
             else:
                 if existing.tenant == tenant:
                     return existing
+        source = await self._check_source(tenant, req)
         llm_budget = await self._admit(tenant, task_id, req.limits)
-        if req.manifest is not None:
+        manifest_digest: m.Digest | None = None
+        manifest: m.Manifest | None = None
+        if source.kind is not m.SourceKind.SNAPSHOT:
+            pass  # the worker fetches the source, then records its manifest
+        elif req.manifest is not None:
             manifest = req.manifest
-            manifest_digest = await self.blobs.put_bytes(tenant, self._codec.encode(manifest))
+            manifest_digest = await self.put_manifest(tenant, manifest)
         elif req.manifest_digest is not None:
             manifest_digest = req.manifest_digest
-            manifest = None
         else:
-            raise InvalidArgument("the task has no source: give a manifest or a manifest digest")
+            raise InvalidArgument("the task has no source: give a manifest, a manifest digest, a Git URL or a zip "
+                                  "archive")
         # A manifest already checked for this tenant needs no second look: blobs are never removed
         # while the runner runs (a future garbage collector must clear this memo for what it removes).
-        if (tenant, manifest_digest) not in self._checked:
+        if manifest_digest is not None and (tenant, manifest_digest) not in self._checked:
             if manifest is None:
                 manifest = await self.load_manifest(tenant, manifest_digest)
             await self._check_snapshot(tenant, manifest)
@@ -179,7 +194,8 @@ class TaskService:
         limits = replace(limits, max_llm_tokens=min(limits.max_llm_tokens, llm_budget))
         record = m.TaskRecord(id=task_id, tenant=tenant, instruction=instruction,
                               model=req.model or self._default_model, manifest_digest=manifest_digest,
-                              limits=limits, focus_paths=req.focus_paths, focus_range=req.focus_range)
+                              limits=limits, focus_paths=req.focus_paths, focus_range=req.focus_range,
+                              source=source)
         try:
             record = await self.store.create(record)
         except AlreadyExists:
@@ -189,8 +205,32 @@ class TaskService:
             return existing
         await self.events.append(task_id, m.StateChanged(m.TaskState.QUEUED))
         await self.queue.enqueue(QueuedTask(task_id, tenant))
-        log.info("task created", extra={"task_id": task_id, "tenant": tenant, "manifest": str(manifest_digest)})
+        log.info("task created", extra={"task_id": task_id, "tenant": tenant, "manifest": str(manifest_digest),
+                                        "source": source.kind.value})
         return record
+
+    async def _check_source(self, tenant: str, req: TaskRequest) -> m.TaskSource:
+        """The task's source; a Git or zip source is checked now (`runner.sources.checks`), so what cannot
+        work is refused before anything is queued."""
+        given = [name for name, present in (
+            ("a manifest", req.manifest is not None or req.manifest_digest is not None),
+            ("a Git URL", bool(req.git_url)), ("a zip archive", req.zip_digest is not None)) if present]
+        if len(given) > 1:
+            raise InvalidArgument(f"the task has {' and '.join(given)}; give exactly one source")
+        if len(req.base_commit) > 64:
+            raise InvalidArgument("the base commit is longer than 64 characters")
+        if req.git_url:
+            url, target = await source_checks.check_git(req.git_url, req.git_ref, self.sources)
+            log.info("git source checked", extra={"tenant": tenant, "url": url.redacted, "ref": target.label})
+            return m.TaskSource(m.SourceKind.GIT, git_url=url.url, git_ref=req.git_ref.strip())
+        if req.zip_digest is not None:
+            await source_checks.check_zip(self.blobs, tenant, req.zip_digest, self.sources)
+            return m.TaskSource(m.SourceKind.ZIP, zip_digest=req.zip_digest)
+        return m.TaskSource(m.SourceKind.SNAPSHOT, base_commit=req.base_commit.strip())
+
+    async def put_manifest(self, tenant: str, manifest: m.Manifest) -> m.Digest:
+        """Store a manifest as a blob (a fetched Git or zip source's); its digest."""
+        return await self.blobs.put_bytes(tenant, self._codec.encode(manifest))
 
     async def get(self, tenant: str, task_id: str) -> m.TaskRecord:
         check_task_id(task_id)
