@@ -45,7 +45,6 @@ from pygls.workspace import Workspace
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import make_test_lsp_client
 
-from lsp_server.changes import parse_changes
 from lsp_server.documents import read_file_texts
 from lsp_server.placement import place
 from lsp_server.settings import Settings
@@ -54,6 +53,7 @@ from lsp_server.tasks import Folder, TrackedTask
 from lsp_server.translate import code_actions, diagnostic
 from runner.client.connection import RunnerClient
 from runner.domain import models as m
+from runner.domain.changes import parse_changes
 from runner.scripted_llm import Scenario, ScriptedLLMServer
 
 GIT = ["git", "-c", "user.email=b@example.com", "-c", "user.name=b"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lsp_server.changes import Hunk
+from runner.domain.changes import Hunk
 
 __all__ = ["Fit", "Misfit", "locate", "locate_all"]
 

@@ -27,7 +27,6 @@ from pygls import uris
 from pygls.workspace import Workspace
 
 from lsp_server.anchoring import Fit, locate_all
-from lsp_server.changes import Change, ChangeKind
 from lsp_server.documents import read_file_text
 from lsp_server.placement import place
 from lsp_server.tasks import TrackedTask
@@ -42,6 +41,7 @@ from lsp_server.workspace_edits import (
     build_edit,
     hunk_edit,
 )
+from runner.domain.changes import Change, ChangeKind
 
 __all__ = ["Applier", "ApplyOutcome"]
 

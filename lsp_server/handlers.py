@@ -20,11 +20,11 @@ from pygls.exceptions import JsonRpcException
 from lsp_server import translate as tr
 from lsp_server.anchoring import Fit
 from lsp_server.arguments import run_args, task_args
-from lsp_server.changes import ChangeKind
 from lsp_server.runner_link import user_message
 from lsp_server.server import CodexServer
 from lsp_server.tasks import TrackedTask
 from runner.domain import models as m
+from runner.domain.changes import ChangeKind
 from runner.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 
 __all__ = ["make_server"]

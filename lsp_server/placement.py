@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lsp_server.anchoring import Fit, Misfit, locate_all
-from lsp_server.changes import Change
 from lsp_server.tasks import TrackedTask
 from lsp_server.textlines import split_lines
+from runner.domain.changes import Change
 
 __all__ = ["Placed", "place"]
 

@@ -18,7 +18,6 @@ from typing import Protocol
 
 from lsprotocol import types as lsp
 
-from lsp_server.changes import parse_changes
 from lsp_server.progress import TaskProgress, event_message
 from lsp_server.runner_link import RunnerLink, user_message
 from lsp_server.settings import Settings
@@ -28,6 +27,7 @@ from runner.client.connection import RunnerClient
 from runner.client.follow import follow_events
 from runner.client.upload import submit_task
 from runner.domain import models as m
+from runner.domain.changes import parse_changes
 from runner.domain.errors import Unavailable
 
 __all__ = ["Host", "TaskRuns"]

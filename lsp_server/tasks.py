@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from pygls import uris
 
-from lsp_server.changes import Change, ChangeKind
 from runner.domain import models as m
+from runner.domain.changes import Change, ChangeKind
 from runner.domain.errors import InvalidArgument, NotFound
 from runner.domain.paths import check_relative_path
 

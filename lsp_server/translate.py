@@ -12,9 +12,9 @@ from typing import Any
 from lsprotocol import types as lsp
 
 from lsp_server.anchoring import Fit
-from lsp_server.changes import Change, describe
 from lsp_server.placement import Placed
 from lsp_server.tasks import TrackedTask
+from runner.domain.changes import Change, describe
 
 __all__ = ["APPLY", "CANCEL", "DISCARD", "LIST", "RUN", "SHOW_DIFF", "SOURCE", "code_actions", "diagnostic",
            "overlaps", "task_info"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from lsprotocol import types as lsp
 
 from lsp_server.anchoring import Fit
-from lsp_server.changes import Hunk
 from lsp_server.textlines import units
+from runner.domain.changes import Hunk
 
 __all__ = ["CreatePlan", "DeletePlan", "EditSupport", "FilePlan", "RenamePlan", "TextPlan", "build_edit",
            "hunk_edit", "line_range"]

@@ -1,7 +1,7 @@
 """A task's diff as side-by-side rows, for the task page.
 
-The patch is read by the language server's parser (`lsp_server.changes.parse_changes`: git headers,
-quoted names, new/deleted/renamed/binary files, every path validated); this module only lays its hunks
+The patch is read by the parser the language server uses too (`runner.domain.changes.parse_changes`:
+git headers, quoted names, new/deleted/renamed/binary files, every path validated); this module only lays its hunks
 out in two columns. A parsed hunk keeps its old and new lines (context included) but not how removed and
 added lines interleave, so the changed middle of each hunk is aligned again with difflib: context lines
 match on both sides, and a run of removed lines facing a run of added lines is shown pair by pair.
@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lsp_server.changes import Change, ChangeKind, Hunk, parse_changes
+from runner.domain.changes import Change, ChangeKind, Hunk, parse_changes
 
 
 @dataclass(frozen=True, slots=True)

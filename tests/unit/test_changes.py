@@ -12,9 +12,9 @@ from language_server.editor import apply_text_edits
 from lsprotocol import types as lsp
 
 from lsp_server.anchoring import Fit, Misfit, locate, locate_all
-from lsp_server.changes import Change, ChangeKind, parse_changes
 from lsp_server.textlines import split_lines, units
 from lsp_server.workspace_edits import hunk_edit
+from runner.domain.changes import Change, ChangeKind, parse_changes
 from runner.domain.errors import InvalidArgument
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "core.quotepath=false"]

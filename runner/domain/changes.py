@@ -1,4 +1,5 @@
-"""A task's `diff.patch` as the changes the editor offers one by one.
+"""A task's `diff.patch` as a list of changes: the ones the editor offers one by one, and the files the
+task page shows side by side.
 
 The patch is git's (`git diff --binary -M`, written in the sandbox from what the model did), so every
 path in it is validated like any path from outside. Each text hunk of a modified file is one change;
