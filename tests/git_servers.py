@@ -9,8 +9,9 @@ Both serve the bare repositories under one folder (`base`), on a free loopback p
 
 `make_repo` creates a bare repository with a few commits, a branch and tags (`SampleRepo` names them),
 and `git()` runs git with a hermetic environment (no system or global config, fixed identity and dates),
-so the same commands give the same commit ids everywhere. Nothing here depends on pytest: the benchmarks
-import this module too.
+so the same commands give the same commit ids everywhere. `ArgvRecorder` puts a `git` first on PATH that
+writes down the command line of every git process and remote helper (what `ps` would show) before it runs
+the real one. Nothing here depends on pytest: the benchmarks import this module too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import base64
 import functools
 import hmac
 import os
+import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -48,6 +51,43 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     })
     env.update(extra or {})
     return env
+
+
+class ArgvRecorder:
+    """A folder to put first on PATH: its `git` appends its command line to `log` and runs the real git
+    with an exec path whose `git-remote-http(s)` do the same, so the remote helpers (which get the URL as
+    an argument) are recorded too."""
+
+    def __init__(self, folder: Path) -> None:
+        real = shutil.which("git")
+        assert real is not None
+        real_exec = subprocess.run([real, "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
+        self.bin = folder / "bin"
+        self.log = folder / "argv.log"
+        exec_path = folder / "git-core"
+        self.bin.mkdir(parents=True)
+        exec_path.mkdir()
+        self.log.touch()
+        for entry in os.listdir(real_exec):
+            if entry not in ("git-remote-http", "git-remote-https"):
+                (exec_path / entry).symlink_to(os.path.join(real_exec, entry))
+        self._wrap(exec_path / "git-remote-http", f"{real_exec}/git-remote-http")
+        self._wrap(exec_path / "git-remote-https", f"{real_exec}/git-remote-https")
+        self._wrap(self.bin / "git", real, f"GIT_EXEC_PATH={shlex.quote(str(exec_path))} ")
+
+    def _wrap(self, path: Path, target: str, env: str = "") -> None:
+        path.write_text(f'#!/bin/sh\nprintf \'%s\\n\' "{path.name} $*" >> {shlex.quote(str(self.log))}\n'
+                        f'{env}exec {shlex.quote(target)} "$@"\n')
+        path.chmod(0o755)
+
+    @property
+    def path(self) -> str:
+        """PATH with the recording `git` first."""
+        return f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    def lines(self) -> list[str]:
+        """One line per git process or remote helper started: its name and arguments."""
+        return self.log.read_text().splitlines()
 
 
 def git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,

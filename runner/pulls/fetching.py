@@ -21,7 +21,8 @@ import logging
 from dataclasses import dataclass
 
 from runner.domain.errors import FailedPrecondition
-from runner.pulls.git import Git, GitCommandError, Remote, classify
+from runner.pulls.git import Git, GitCommandError, classify
+from runner.sources.git_command import Remote
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from runner.domain.errors import CodexError, FailedPrecondition, NotFound, PermissionDenied, Unavailable
-from runner.pulls.git import Redactor
+from runner.sources.git_command import Redactor
 
 log = logging.getLogger(__name__)
 

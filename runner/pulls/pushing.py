@@ -20,7 +20,8 @@ import logging
 from runner.domain.errors import FailedPrecondition
 from runner.pulls.commits import task_of
 from runner.pulls.fetching import fetch_branch
-from runner.pulls.git import Git, GitCommandError, Remote, classify
+from runner.pulls.git import Git, GitCommandError, classify
+from runner.sources.git_command import Remote
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,11 @@ from runner.domain import models as m
 from runner.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from runner.pulls import commits, fetching, pushing
 from runner.pulls.branches import check_branch
-from runner.pulls.git import Git, GitOptions, Remote, remote_of
+from runner.pulls.git import Git, GitOptions
 from runner.pulls.github import GitHubApi, GitHubRepo, parse_repo
 from runner.pulls.models import PullRequestRequest, PullRequestResult
 from runner.pulls.settings import PullSettings
+from runner.sources.git_command import Remote, remote_of
 from runner.sources.settings import SourceSettings
 from runner.sources.urls import check_git_url, is_full_commit
 from runner.tasks.service import TaskService

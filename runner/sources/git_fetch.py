@@ -6,13 +6,12 @@ ref asked for into what to fetch: a branch (tried first), a tag, or a full commi
 remote's default branch. `clone` fetches that one commit with `--depth=1` into a fresh repository and
 checks it out, recording the commit id.
 
-git runs with nothing of the machine's configuration: an environment of its own (no system or global
-config, HOME and XDG_CONFIG_HOME pointing at an empty folder, no terminal prompts, no inherited GIT_*
-variables), hooks off (`core.hooksPath=/dev/null`), no fsmonitor, no credential helper, no submodules,
-`core.symlinks=true`, and only the allowed protocols (`GIT_ALLOW_PROTOCOL`; file only when the operator
-enables local sources). Each git process is a session leader, so a timeout or the size limit kills it
-and its helpers (git-remote-http, index-pack) together. The size of the clone folder is watched while git
-runs, so a repository over `max_repo_bytes` is stopped as it arrives, not after it filled the disk.
+git runs hardened (`git_command`): an environment of its own, hooks, credential helpers and submodules
+off, only the allowed protocols (file only when the operator enables local sources), and credentials never
+on a command line: git gets the URL without its `user:password@`, and the credentials as an
+`Authorization` header for that URL's origin through its environment. A timeout or the size limit kills
+git and its helpers (git-remote-http, index-pack) together. The size of the clone folder is watched while
+git runs, so a repository over `max_repo_bytes` is stopped as it arrives, not after it filled the disk.
 
 Errors say what happened in words, with the URL redacted and git's own output scrubbed of credentials:
 an unreachable host is `Unavailable` (temporary: the worker retries it; the API refuses the task), a
@@ -23,10 +22,9 @@ limit `ResourceExhausted`, a clone that takes too long `Unavailable`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import os
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,19 +37,13 @@ from runner.domain.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from runner.sources.git_command import GitTimedOut, HardenedGit, kill_group, remote_of
 from runner.sources.settings import MiB, SourceSettings
-from runner.sources.urls import GitUrl, allowed_protocols, is_full_commit, scrub
+from runner.sources.urls import GitUrl, is_full_commit, scrub
 
 log = logging.getLogger(__name__)
 
 SIZE_POLL_S = 0.2
-MAX_LS_REMOTE_BYTES = 64 << 20
-_PASSED_ENV = ("PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-               "ALL_PROXY", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
-_CONFIG = ("core.hooksPath=/dev/null", "core.symlinks=true", "core.fsmonitor=false", "core.autocrlf=false",
-           "credential.helper=", "submodule.recurse=false", "fetch.recurseSubmodules=false", "gc.auto=0",
-           "advice.detachedHead=false", "init.defaultBranch=main", "maintenance.auto=false")
-
 _AUTH = ("Authentication failed", "could not read Username", "could not read Password",
          "terminal prompts disabled", "Permission denied (publickey", "returned error: 401",
          "returned error: 403", "Host key verification failed")
@@ -85,67 +77,34 @@ class Cloned:
     label: str
 
 
-def git_env(home: Path, *, allow_local: bool) -> dict[str, str]:
-    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-    env.update({
-        "HOME": str(home), "XDG_CONFIG_HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15", "GIT_ALLOW_PROTOCOL":
-            allowed_protocols(allow_local), "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0",
-    })
-    return env
-
-
-def _config_args(allow_local: bool) -> list[str]:
-    args: list[str] = []
-    for item in (*_CONFIG, f"protocol.file.allow={'always' if allow_local else 'never'}"):
-        args += ["-c", item]
-    return args
-
-
 class _Git:
-    """git commands for one URL: the environment, the config, and errors scrubbed of its secrets."""
+    """git commands for one URL: the hardened runner with the URL's credentials as a header, and errors
+    in the runner's words, scrubbed of its secrets."""
 
     def __init__(self, url: GitUrl, settings: SourceSettings, home: Path) -> None:
         self.url = url
-        self.settings = settings
-        self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.env = git_env(home, allow_local=settings.allow_local)
+        self.remote = remote_of(url)
+        self.git = HardenedGit(home, allow_local=settings.allow_local, remotes=[self.remote])
 
     async def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout_s: float,
                   watch: Path | None = None, limit_bytes: int = 0) -> str:
-        """Run `git <config> args`; its stdout. Raises the runner's errors (see the module docstring)."""
-        argv = ["git", *_config_args(self.settings.allow_local), *args]
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=MAX_LS_REMOTE_BYTES)
+        """Run `git args`; its stdout. Raises the runner's errors (see the module docstring)."""
         over: list[int] = []
-        watcher = (asyncio.create_task(_watch_size(watch, limit_bytes, proc, over))
-                   if watch is not None and limit_bytes else None)
+        watcher = functools.partial(_watch_size, watch, limit_bytes, over) if watch is not None and limit_bytes \
+            else None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except TimeoutError:
-            _kill(proc)
-            await proc.wait()
+            result = await self.git.run(args, cwd=cwd, timeout_s=timeout_s, while_running=watcher)
+        except GitTimedOut:
             raise Unavailable(f"git {args[0]} of {self.url} took longer than {timeout_s:g} s and was stopped",
                               delay_s=30.0) from None
-        except BaseException:
-            _kill(proc)
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
         if over:
             raise ResourceExhausted(
                 f"the repository {self.url} is larger than the limit of {limit_bytes // MiB} MiB "
                 f"({format_bytes(over[0])} when it was stopped); the operator sets the limit with "
                 "--git-max-repo-mb / CODEX_SYS_GIT_MAX_REPO_MB")
-        if proc.returncode != 0:
-            raise self.error(args[0], err.decode("utf-8", "replace"))
-        return out.decode("utf-8", "replace")
+        if result.returncode != 0:
+            raise self.error(args[0], result.err)
+        return result.out.decode("utf-8", "replace")
 
     def error(self, command: str, stderr: str) -> CodexError:
         text = scrub(stderr, self.url)
@@ -160,12 +119,6 @@ class _Git:
         if any(p in text for p in _UNREACHABLE):
             return Unavailable(f"cannot reach the Git server of {where}: {detail}", delay_s=10.0)
         return InvalidArgument(f"git {command} of {where} failed: {detail}")
-
-
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def folder_size(root: Path) -> int:
@@ -189,18 +142,19 @@ def folder_size(root: Path) -> int:
     return total
 
 
-async def _watch_size(root: Path, limit: int, proc: asyncio.subprocess.Process, over: list[int]) -> None:
+async def _watch_size(root: Path, limit: int, over: list[int], proc: asyncio.subprocess.Process) -> None:
     while proc.returncode is None:
         size = await asyncio.to_thread(folder_size, root)
         if size > limit:
             over.append(size)
-            _kill(proc)
+            kill_group(proc)
             return
         await asyncio.sleep(SIZE_POLL_S)
 
 
 async def list_refs(url: GitUrl, settings: SourceSettings, home: Path, timeout_s: float) -> RemoteRefs:
-    out = await _Git(url, settings, home).run(["ls-remote", "--symref", "--", url.url], timeout_s=timeout_s)
+    git = _Git(url, settings, home)
+    out = await git.run(["ls-remote", "--symref", "--", git.remote.url], timeout_s=timeout_s)
     refs: dict[str, str] = {}
     head = ""
     for line in out.splitlines():
@@ -244,7 +198,7 @@ async def clone(url: GitUrl, target: Target, dest: Path, settings: SourceSetting
     await asyncio.to_thread(dest.mkdir, mode=0o700)
     await git.run(["init", "-q", "--", str(dest)], timeout_s=left())
     fetch = ["-C", str(dest), "fetch", "-q", "--depth=1", "--no-tags", "--no-recurse-submodules", "--",
-             url.url, target.fetch]
+             git.remote.url, target.fetch]
     try:
         await git.run(fetch, timeout_s=left(), watch=dest, limit_bytes=settings.max_repo_bytes)
     except InvalidArgument as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from git_servers import GitHttpServer
+from git_servers import ArgvRecorder, GitHttpServer
 
 from runner.composition import Runner, RunnerConfig
 from runner.config import HomeLayout, LLMSettings
@@ -76,8 +76,11 @@ def _secrets() -> list[str]:
 
 
 async def test_with_a_token_the_branch_is_pushed_and_the_pull_request_opened_as_github_documents(
-        github: GitHubSide, caplog: pytest.LogCaptureFixture):
+        github: GitHubSide, caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     caplog.set_level(logging.DEBUG)
+    # Every git process and remote helper is recorded with its arguments (what `ps` shows to every user).
+    recorder = ArgvRecorder(tmp_path / "recorder")
+    monkeypatch.setenv("PATH", recorder.path)
     project = github.project
     diff = project.diff_for(project.head, {"src/app.py": b"def greet():\n    return 'hey'\n"})
     task = await github.api.completed_task(diff, project.head, summary=b"I changed the greeting.\n")
@@ -105,6 +108,9 @@ async def test_with_a_token_the_branch_is_pushed_and_the_pull_request_opened_as_
     assert any(r.startswith("POST ") and r.endswith("/git-receive-pack") for r in github.http.requests)
     for secret in _secrets():
         assert secret not in caplog.text
+    lines = recorder.lines()
+    assert any(line.startswith("git push") and github.remote in line for line in lines), lines
+    assert not [line for line in lines if any(secret in line for secret in _secrets())]
 
 
 async def test_a_wrong_token_is_refused_by_the_remote_and_never_shown(github: GitHubSide,

@@ -1,6 +1,6 @@
 """Git task sources against a real git daemon and a real git http-backend: clones by branch, tag, commit and
 default branch; unknown refs, unreachable hosts, repositories over the limit and local URLs refused with
-a reason; credentials in URLs used but never shown."""
+a reason; credentials in URLs used but never shown, nor put on any git command line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from git_servers import ArgvRecorder
 from servers import free_port
 
 from runner.adapters.embedded import FsBlobStore
@@ -132,3 +133,21 @@ async def test_credentials_in_the_url_work_and_are_never_shown(git_hosts: GitHos
     failures.append(str(unknown.value))
     for text in [*failures, caplog.text]:
         assert HTTP_SECRET not in text and f"{HTTP_USER}:" not in text, text
+
+
+async def test_credentials_in_the_url_are_on_no_command_line(git_hosts: GitHosts, tmp_path: Path, blobs: FsBlobStore,
+                                                            settings: SourceSettings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every git process and remote helper is recorded with its arguments (what `ps` shows to every user).
+    recorder = ArgvRecorder(tmp_path / "recorder")
+    monkeypatch.setenv("PATH", recorder.path)
+    url = git_hosts.http.url(git_hosts.repo.name, credentials=True)
+    await checks.check_git(url, "v1", settings)
+    fetched = await _fetch(tmp_path, blobs, settings, url, "feature")
+    # The server demands the credentials on every request: the header carried them.
+    assert fetched.base_commit == git_hosts.repo.commits["feature"]
+    lines = recorder.lines()
+    clean = git_hosts.http.url(git_hosts.repo.name)
+    for command in ("git ls-remote", "git -C", "git-remote-http "):
+        assert any(line.startswith(command) and clean in line for line in lines), (command, lines)
+    assert not [line for line in lines if HTTP_SECRET in line or f"{HTTP_USER}:" in line]
