@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +89,12 @@ class Distributed:
                 "CODEX_SYS_QUEUE_ACK_WAIT": str(self.ack_wait_s), "CODEX_SYS_HEARTBEAT": str(self.heartbeat_s),
                 **extra}
 
-    def client_env(self, home: Path, runner: Member | None = None) -> dict[str, str]:
-        """The environment of a CLI or language server that talks to `runner` (default: the first)."""
+    def client_env(self, home: Path, runner: Member | None = None, token: str | None = None) -> dict[str, str]:
+        """The environment of a CLI or language server that talks to `runner` (default: the first) with
+        `token` (default: the deployment's own)."""
         target = runner or self.runners[0]
         return {**self.base_env, "CODEX_SYS_HOME": str(home), "CODEX_SYS_RUNNER": target.address,
-                "CODEX_SYS_TOKEN": self.token}
+                "CODEX_SYS_TOKEN": token or self.token}
 
     @property
     def runners(self) -> list[Member]:
@@ -118,12 +120,15 @@ class Distributed:
         self.members.append(member)
         return member
 
-    async def start_runner(self, *, worker: bool = False, **extra_env: str) -> Member:
+    async def start_runner(self, *, worker: bool = False, tokens: str | None = None, extra_args: Sequence[str] = (),
+                           **extra_env: str) -> Member:
+        """A `runner serve` process. `tokens`: the token file's text (default: the deployment's one token);
+        `extra_args`: more flags of `runner serve` (e.g. `--http-listen`)."""
         home = self._home("runner")
-        tokens = home / "tokens"
-        tokens.write_text(f"{self.token} {self.tenant}\n")
+        token_file = home / "tokens"
+        token_file.write_text(f"{self.token} {self.tenant}\n" if tokens is None else tokens)
         port = free_port()
-        args = ["runner", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)]
+        args = ["runner", "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file), *extra_args]
         if not worker:
             args.append("--no-worker")
         member = await self._spawn("runner", home, args, self.env(home, **extra_env), port)
