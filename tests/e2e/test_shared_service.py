@@ -6,7 +6,7 @@ to) a repository, headless Chromium, and the real `codex-sys` CLI. Only the mode
 
 1. Tenant A submits by Git URL (a branch of the repository on the git daemon) and by zip; tenant B submits
    a task of its own, so that its list is not empty by accident.
-2. A's share link (`codex-sys share --expires 4`) opens the page in a browser that has no token: state,
+2. A's share link (`codex-sys share --expires 10`) opens the page in a browser that has no token: state,
    diff, artifacts.
 3. B cannot list, get, watch, download, cancel, link, share or push A's tasks: over gRPC each call is
    NOT_FOUND with the very message an unknown id gets; the CLI exits 2 with "no task"; the pages answer
@@ -59,7 +59,7 @@ INSTRUCTION = "Fix the failing test in calc.py"
 BRANCH = "feature"
 PR_BRANCH = "codex/test"
 UNKNOWN_ID = "t0123456789abcdef"  # well formed, never made
-SHARE_S = 4
+SHARE_S = 10  # long enough for a loaded machine to read the page; steps 3-5 take most of it anyway
 
 
 @dataclass
