@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
-from runner.cli.events_json import event_json, result_json, task_json
+from runner.cli.events_json import event_json, result_json, source_line, task_json
 from runner.cli.main import EXIT_INPUT, EXIT_OK, EXIT_TASK
 from runner.cli.render import ProgressView
 from runner.cli.snapshotting import save_cache, snapshot_workspace
@@ -236,6 +236,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
     else:
         lines = [f"task {task.id}: {task.state.value}" + (f" ({task.reason})" if task.reason else ""),
                  f"  instruction: {task.instruction}", f"  model: {task.model}",
+                 f"  source: {source_line(task.source)}",
                  f"  files changed: {task.files_changed}",
                  f"  tokens: {task.usage.total_tokens:,} in {task.usage.requests} requests",
                  f"  artifacts: {', '.join(a.name for a in task.artifacts) or '(none yet)'}"]

@@ -50,7 +50,30 @@ def task_json(t: m.TaskRecord) -> dict[str, Any]:
         "model": t.model, "created_at": t.created_at, "updated_at": t.updated_at, "attempt": t.attempt,
         "files_changed": t.files_changed, "usage": _usage(t.usage),
         "artifacts": {a.name: {"sha256": a.digest.hash, "size": a.digest.size} for a in t.artifacts},
+        "source": source_json(t.source),
     }
+
+
+def source_json(s: m.TaskSource) -> dict[str, Any]:
+    """Where the task's workspace came from (a Git URL as the runner shows it: without credentials)."""
+    out: dict[str, Any] = {"kind": s.kind.value}
+    if s.kind is m.SourceKind.GIT:
+        out.update(git_url=s.git_url, git_ref=s.git_ref)
+    if s.kind is m.SourceKind.ZIP and s.zip_digest is not None:
+        out.update(zip_sha256=s.zip_digest.hash, zip_size=s.zip_digest.size)
+    if s.base_commit:
+        out["base_commit"] = s.base_commit
+    return out
+
+
+def source_line(s: m.TaskSource) -> str:
+    if s.kind is m.SourceKind.GIT:
+        text = f"{s.git_url}" + (f"#{s.git_ref}" if s.git_ref else "")
+    elif s.kind is m.SourceKind.ZIP:
+        text = f"zip archive {s.zip_digest.hash[:12]}" if s.zip_digest else "zip archive"
+    else:
+        text = "workspace snapshot"
+    return text + (f" at {s.base_commit[:12]}" if s.base_commit else "")
 
 
 def result_json(t: m.TaskRecord, out_dir: str | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -268,6 +269,12 @@ async def test_two_tenants_share_one_runner(service: Service) -> None:
             git_task = await asyncio.wait_for(client_a.get_task(git_id), 15)
             assert git_task.state.value == "COMPLETED"  # still there, untouched by B's cancel
             assert git_task.source.base_commit == s.repo.commits[BRANCH]
+        status = await a.run("status", git_id, "--json")
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["source"] == {"kind": "git", "git_url": s.git_url, "git_ref": BRANCH,
+                                   "base_commit": s.repo.commits[BRANCH]}, shown
+        assert shown["page_url"].endswith(f"/tasks/{git_id}"), shown
         assert git("for-each-ref", "refs/heads/codex/stolen", cwd=s.repo.path) == ""  # B pushed nothing
 
         refusals = await asyncio.gather(*(b.run(cmd, task_id) for task_id in sorted(a_ids)
