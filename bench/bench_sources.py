@@ -83,6 +83,8 @@ async def run(files: int, repeat: int) -> None:
                                           manifest_digest=None, source=m.TaskSource(m.SourceKind.ZIP,
                                                                                     zip_digest=digest))
                     zip_ours.append(await _fetch(SourceFetcher(settings, work / "src", LIMITS), record, store, 1))
+                # Another fresh store: the repository holds the same files, which must not be found stored.
+                async with FsBlobStore(work / f"git-blobs{i}", 256 << 20) as store:
                     record = m.TaskRecord(id=f"g{i}", tenant="bench", instruction="x", model="m",
                                           manifest_digest=None, source=m.TaskSource(
                                               m.SourceKind.GIT, git_url=daemon.url(repo.name)))
