@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.domain import models as m
-from runner.domain.errors import InvalidArgument
+from runner.domain.errors import InvalidArgument, TemporaryError
 from runner.ports import BlobStore
 from runner.sources import zip_archive
 from runner.sources.checks import blob_to_file, check_zip_size, remove_tree
+from runner.sources.git_command import HardenedGit
 from runner.sources.git_fetch import clone, list_refs, resolve
 from runner.sources.ingest import IngestLimits, ingest, summary
 from runner.sources.settings import SourceSettings
 from runner.sources.urls import check_git_url, check_ref
 
 log = logging.getLogger(__name__)
+
+INIT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +83,10 @@ class SourceFetcher:
         tree = folder / "tree"
         planned, written = await asyncio.to_thread(self._unpack, archive_path, tree)
         # A repository of its own: the snapshot looks no further up for ignore rules.
-        proc = await asyncio.create_subprocess_exec(
-            "git", "init", "-q", str(tree), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", ""), "GIT_CONFIG_NOSYSTEM": "1",
-                                                    "HOME": str(folder), "GIT_CONFIG_GLOBAL": os.devnull})
-        await proc.wait()
+        init = await HardenedGit(folder / "home", allow_local=False).run(
+            ["init", "-q", "--", str(tree)], timeout_s=INIT_TIMEOUT_S)
+        if init.returncode != 0:
+            raise TemporaryError(f"git init of the unpacked archive failed: {init.err.strip()[:300]}", delay_s=10.0)
         snapshot = await ingest(tree, blobs, record.tenant, self._limits)
         top = f" (top folder {planned.stripped}/ stripped)" if planned.stripped else ""
         left_out = f"; left out {len(planned.left_out)} .git entries" if planned.left_out else ""
